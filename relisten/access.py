@@ -1,0 +1,221 @@
+"""The one access policy: who may see or do what, for every object type.
+
+Views never test roles themselves; they call a get_<thing>_for_user() helper here. An object
+the user may not see is answered exactly like a missing one (Http404) and leaves an
+`authz.denied` audit event, so probing ids reveals nothing but is still on record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import Enum
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q, QuerySet
+from django.http import Http404
+
+from relisten.accounts.models import (
+    CLINICAL_ROLES,
+    TREATING_ROLES,
+    Clinic,
+    Membership,
+    Role,
+    User,
+)
+from relisten.audit.log import record_event_now
+from relisten.clients.models import Client, Episode, TherapySession
+from relisten.consent.models import ConsentText
+
+
+class Act(Enum):
+    VIEW = "view"  # read the clinical record
+    TREAT = "treat"  # change it: edit, record consent, schedule, discharge
+
+
+def _parse_id(raw: Any) -> uuid.UUID | None:
+    if isinstance(raw, uuid.UUID):
+        return raw
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        return None
+
+
+def _deny(user: User, object_type: str, raw_id: Any) -> Http404:
+    """Audit the refusal, then hand back the 404 the caller raises."""
+    record_event_now(
+        actor=user if user.is_authenticated else None,
+        event_type="authz.denied",
+        changes={"object_type": object_type, "object_id": str(raw_id)[:64]},
+    )
+    return Http404("Not found")
+
+
+def _role_clinics(user: User, roles: frozenset[Role] | set[Role]) -> QuerySet[Clinic]:
+    return Clinic.objects.filter(
+        memberships__user=user, memberships__role__in=roles, memberships__active=True
+    ).distinct()
+
+
+def has_role(user: User, clinic_id: int, roles: frozenset[Role] | set[Role]) -> bool:
+    if not user.is_authenticated:
+        return False
+    return Membership.objects.filter(
+        user=user, clinic_id=clinic_id, role__in=roles, active=True
+    ).exists()
+
+
+# ---- clients, episodes, sessions -------------------------------------------------------------
+
+def _treating_q(user: User, prefix: str = "") -> Q:
+    return Q(**{f"{prefix}therapist": user}) & Q(
+        **{f"{prefix}client__clinic__in": _role_clinics(user, TREATING_ROLES)}
+    )
+
+
+def _supervising_q(user: User, prefix: str = "") -> Q:
+    return Q(**{f"{prefix}supervisor": user}) & Q(
+        **{f"{prefix}client__clinic__in": _role_clinics(user, {Role.SUPERVISOR})}
+    )
+
+
+def episodes_for_user(user: User, act: Act = Act.VIEW) -> QuerySet[Episode]:
+    """Episodes whose clinical content this user may see (VIEW) or change (TREAT)."""
+    if not user.is_authenticated:
+        return Episode.objects.none()
+    allowed = _treating_q(user)
+    if act is Act.VIEW:
+        allowed |= _supervising_q(user)
+    return Episode.objects.filter(allowed).distinct()
+
+
+def clients_for_user(user: User, act: Act = Act.VIEW) -> QuerySet[Client]:
+    return Client.objects.filter(episodes__in=episodes_for_user(user, act)).distinct()
+
+
+def sessions_for_user(user: User, act: Act = Act.VIEW) -> QuerySet[TherapySession]:
+    return TherapySession.objects.filter(episode__in=episodes_for_user(user, act))
+
+
+def _get_visible(
+    user: User, queryset_view: QuerySet[Any], queryset_act: QuerySet[Any], raw_id: Any, name: str
+) -> Any:
+    public_id = _parse_id(raw_id)
+    obj = queryset_view.filter(public_id=public_id).first() if public_id else None
+    if obj is None:
+        raise _deny(user, name, raw_id)
+    if queryset_act is not queryset_view and not queryset_act.filter(pk=obj.pk).exists():
+        # Visible but not theirs to change (e.g. a supervisor): say so plainly.
+        record_event_now(
+            actor=user, event_type="authz.forbidden",
+            changes={"object_type": name, "object_id": str(public_id)},
+        )
+        raise PermissionDenied("You can see this record but not change it.")
+    return obj
+
+
+def get_client_for_user(user: User, raw_id: Any, act: Act = Act.VIEW) -> Client:
+    view = clients_for_user(user, Act.VIEW).select_related("clinic")
+    return _get_visible(user, view, clients_for_user(user, act) if act is not Act.VIEW else view,
+                        raw_id, "client")  # type: ignore[no-any-return]
+
+
+def get_episode_for_user(user: User, raw_id: Any, act: Act = Act.VIEW) -> Episode:
+    view = episodes_for_user(user, Act.VIEW).select_related("client", "client__clinic")
+    chosen = episodes_for_user(user, act) if act is not Act.VIEW else view
+    return _get_visible(user, view, chosen, raw_id, "episode")  # type: ignore[no-any-return]
+
+
+def get_session_for_user(user: User, raw_id: Any, act: Act = Act.VIEW) -> TherapySession:
+    view = sessions_for_user(user, Act.VIEW).select_related("episode__client__clinic")
+    chosen = sessions_for_user(user, act) if act is not Act.VIEW else view
+    return _get_visible(user, view, chosen, raw_id, "session")  # type: ignore[no-any-return]
+
+
+def clinics_where_user_treats(user: User) -> QuerySet[Clinic]:
+    return _role_clinics(user, TREATING_ROLES)
+
+
+def supervisors_in(clinic: Clinic) -> QuerySet[User]:
+    return User.objects.filter(
+        memberships__clinic=clinic, memberships__role=Role.SUPERVISOR, memberships__active=True
+    ).distinct()
+
+
+def is_clinical(user: User) -> bool:
+    return _role_clinics(user, CLINICAL_ROLES).exists()
+
+
+# ---- the client's own portal ----------------------------------------------------------------
+
+def own_client_records(user: User) -> QuerySet[Client]:
+    if not user.is_authenticated:
+        return Client.objects.none()
+    return Client.objects.filter(
+        user=user, clinic__in=_role_clinics(user, {Role.CLIENT})
+    ).select_related("clinic")
+
+
+def get_own_client_record(user: User, raw_id: Any) -> Client:
+    public_id = _parse_id(raw_id)
+    client = own_client_records(user).filter(public_id=public_id).first() if public_id else None
+    if client is None:
+        raise _deny(user, "own_record", raw_id)
+    return client
+
+
+# ---- clinic administration (no clinical content) ---------------------------------------------
+
+def admin_clinics(user: User) -> QuerySet[Clinic]:
+    if not user.is_authenticated:
+        return Clinic.objects.none()
+    return _role_clinics(user, {Role.ADMIN})
+
+
+def get_clinic_for_admin(user: User, raw_id: Any) -> Clinic:
+    public_id = _parse_id(raw_id)
+    clinic = admin_clinics(user).filter(public_id=public_id).first() if public_id else None
+    if clinic is None:
+        raise _deny(user, "clinic", raw_id)
+    return clinic
+
+
+def get_membership_for_admin(user: User, raw_id: Any) -> Membership:
+    public_id = _parse_id(raw_id)
+    membership = (
+        Membership.objects.filter(public_id=public_id, clinic__in=admin_clinics(user))
+        .select_related("user", "clinic")
+        .first()
+        if public_id
+        else None
+    )
+    if membership is None:
+        raise _deny(user, "membership", raw_id)
+    return membership
+
+
+def get_consent_text_for_admin(user: User, raw_id: Any) -> ConsentText:
+    public_id = _parse_id(raw_id)
+    text = (
+        ConsentText.objects.filter(public_id=public_id, clinic__in=admin_clinics(user))
+        .select_related("clinic")
+        .first()
+        if public_id
+        else None
+    )
+    if text is None:
+        raise _deny(user, "consent_text", raw_id)
+    return text
+
+
+def relationship_to(user: User, client: Client) -> str:
+    """How this user relates to the client, in words the client's access log shows."""
+    if client.user_id is not None and client.user_id == user.pk:
+        return "client"
+    episodes = client.episodes.all()
+    if any(episode.therapist_id == user.pk for episode in episodes):
+        return "therapist"
+    if any(episode.supervisor_id == user.pk for episode in episodes):
+        return "supervisor"
+    return "staff"

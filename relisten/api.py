@@ -1,0 +1,85 @@
+"""JSON API (django-ninja, OpenAPI at /api/v1/docs). Same access policy as the pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from uuid import UUID
+
+from django.http import HttpRequest
+from ninja import NinjaAPI, Schema
+from ninja.security import django_auth
+
+from relisten import access
+from relisten.accounts.models import User
+from relisten.audit.log import record_read
+from relisten.consent.models import Purpose
+from relisten.consent.policy import current_status
+
+api = NinjaAPI(title="Relisten API", version="1", urls_namespace="api", auth=django_auth)
+
+
+class ClientOut(Schema):
+    id: UUID
+    given_name: str
+    family_name: str
+    date_of_birth: dt.date | None
+    episodes: list[UUID]
+
+
+class ConsentOut(Schema):
+    purpose: str
+    allowed: bool
+    decided_at: dt.datetime | None
+    text_version: int | None
+
+
+class SessionOut(Schema):
+    id: UUID
+    episode: UUID
+    number: int
+    scheduled_at: dt.datetime
+    attendance: str
+    modality: str
+
+
+def _user(request: HttpRequest) -> User:
+    assert isinstance(request.user, User)
+    return request.user
+
+
+@api.get("/clients/{client_id}", response=ClientOut)
+def get_client(request: HttpRequest, client_id: str) -> ClientOut:
+    user = _user(request)
+    client = access.get_client_for_user(user, client_id)
+    record_read(actor=user, client=client, target=client, role=access.relationship_to(user, client))
+    return ClientOut(
+        id=client.public_id, given_name=client.given_name, family_name=client.family_name,
+        date_of_birth=client.date_of_birth,
+        episodes=[e.public_id for e in client.episodes.all()],
+    )
+
+
+@api.get("/clients/{client_id}/consent", response=list[ConsentOut])
+def get_client_consent(request: HttpRequest, client_id: str) -> list[ConsentOut]:
+    client = access.get_client_for_user(_user(request), client_id)
+    status = current_status(client)
+    return [
+        ConsentOut(
+            purpose=purpose, allowed=bool(status[purpose] and status[purpose].granted),  # type: ignore[union-attr]
+            decided_at=status[purpose].recorded_at if status[purpose] else None,  # type: ignore[union-attr]
+            text_version=status[purpose].text.version if status[purpose] else None,  # type: ignore[union-attr]
+        )
+        for purpose in Purpose.values
+    ]
+
+
+@api.get("/sessions/{session_id}", response=SessionOut)
+def get_session(request: HttpRequest, session_id: str) -> SessionOut:
+    user = _user(request)
+    session = access.get_session_for_user(user, session_id)
+    client = session.episode.client
+    record_read(actor=user, client=client, target=session, role=access.relationship_to(user, client))
+    return SessionOut(
+        id=session.public_id, episode=session.episode.public_id, number=session.number,
+        scheduled_at=session.scheduled_at, attendance=session.attendance, modality=session.modality,
+    )

@@ -1,0 +1,43 @@
+"""`relisten`: the one command-line entry point.
+
+`relisten serve`, `relisten worker`, `relisten audit verify`, `relisten demo` and so on map to
+Django management commands; anything else is passed to Django unchanged (`relisten migrate`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Friendly names for the commands operators type most; the value is the management command.
+ALIASES = {
+    "serve": "relisten_serve",
+    "worker": "relisten_worker",
+    "demo": "load_demo",
+    "audit": "audit",
+}
+
+
+def manage(argv: list[str]) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "relisten.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(argv)
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print("usage: relisten COMMAND [options]\n\ncommands:\n"
+              "  serve [--with-worker]   run the web server (and the background worker)\n"
+              "  worker                  run the background job worker\n"
+              "  demo                    load the demo clinic and print its sign-ins\n"
+              "  audit verify|checkpoint|init-key   check or anchor the audit trail\n"
+              "  migrate, createsuperuser, check, ...   any Django management command")
+        return
+    command = ALIASES.get(args[0], args[0])
+    manage(["relisten", command, *args[1:]])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Framework-free building blocks (no Django imports here)."""
