@@ -1,4 +1,8 @@
-"""JSON API (django-ninja, OpenAPI at /api/v1/docs). Same access policy as the pages."""
+"""JSON API (django-ninja, OpenAPI at /api/v1/docs). Same access policy as the pages.
+
+Object ids in paths use the `uuid` converter, like the pages: an id that is not a UUID never
+reaches a view, and the OpenAPI schema documents the format.
+"""
 
 from __future__ import annotations
 
@@ -47,8 +51,8 @@ def _user(request: HttpRequest) -> User:
     return request.user
 
 
-@api.get("/clients/{client_id}", response=ClientOut)
-def get_client(request: HttpRequest, client_id: str) -> ClientOut:
+@api.get("/clients/{uuid:client_id}", response=ClientOut)
+def get_client(request: HttpRequest, client_id: UUID) -> ClientOut:
     user = _user(request)
     client = access.get_client_for_user(user, client_id)
     record_read(actor=user, client=client, target=client, role=access.relationship_to(user, client))
@@ -59,8 +63,8 @@ def get_client(request: HttpRequest, client_id: str) -> ClientOut:
     )
 
 
-@api.get("/clients/{client_id}/consent", response=list[ConsentOut])
-def get_client_consent(request: HttpRequest, client_id: str) -> list[ConsentOut]:
+@api.get("/clients/{uuid:client_id}/consent", response=list[ConsentOut])
+def get_client_consent(request: HttpRequest, client_id: UUID) -> list[ConsentOut]:
     client = access.get_client_for_user(_user(request), client_id)
     status = current_status(client)
     return [
@@ -73,8 +77,8 @@ def get_client_consent(request: HttpRequest, client_id: str) -> list[ConsentOut]
     ]
 
 
-@api.get("/sessions/{session_id}", response=SessionOut)
-def get_session(request: HttpRequest, session_id: str) -> SessionOut:
+@api.get("/sessions/{uuid:session_id}", response=SessionOut)
+def get_session(request: HttpRequest, session_id: UUID) -> SessionOut:
     user = _user(request)
     session = access.get_session_for_user(user, session_id)
     client = session.episode.client

@@ -23,7 +23,9 @@ def cast(db: None) -> Cast:
 def sign_in(http: HttpClient, user: User) -> HttpClient:
     """Session sign-in plus a confirmed TOTP device, as if the person had passed both steps."""
     http.force_login(user)
-    device, _ = TOTPDevice.objects.get_or_create(user=user, name="test", defaults={"confirmed": True})
+    device, _ = TOTPDevice.objects.get_or_create(
+        user=user, name="test", defaults={"confirmed": True}
+    )
     session = http.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()

@@ -8,7 +8,9 @@ from relisten.accounts.models import User
 from relisten.core.personas import Cast
 
 
-def test_therapist_sees_own_client_page(cast: Cast, signed_in: Callable[[User], HttpClient]) -> None:
+def test_therapist_sees_own_client_page(
+    cast: Cast, signed_in: Callable[[User], HttpClient]
+) -> None:
     http = signed_in(cast.therapist_a)
     response = http.get(f"/clients/{cast.client_a.public_id}/")
     assert response.status_code == 200

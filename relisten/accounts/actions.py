@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.db import transaction
 
 from relisten.accounts.models import Clinic, Membership, Role, User
@@ -19,7 +21,7 @@ def create_clinic(*, actor: User | None, name: str) -> Clinic:
 
 def create_user(
     *, actor: User | None, clinic: Clinic, username: str, password: str | None,
-    display_name: str = "", email: str = "", roles: list[str] | tuple[str, ...] = (),
+    display_name: str = "", email: str = "", roles: Sequence[str] = (),
 ) -> User:
     """A new person with roles in one clinic; password None leaves sign-in disabled."""
     with transaction.atomic():

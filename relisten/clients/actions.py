@@ -12,8 +12,8 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Max
 
-from relisten.accounts.models import Clinic, Role, User
 from relisten.accounts.actions import create_user, grant_role
+from relisten.accounts.models import Clinic, Role, User
 from relisten.audit.log import record_event
 from relisten.clients.models import Client, Episode, TherapySession
 

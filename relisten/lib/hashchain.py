@@ -1,8 +1,8 @@
-"""A tamper-evident chain of HMACs over audit rows.
+"""A tamper-evident chain of HMACs over audit rows (framework-free).
 
 Each row's MAC covers its own canonical payload and the previous row's MAC, so changing,
 inserting or deleting any row breaks every later link. A deleted *tail* leaves a shorter but
-valid chain; a signed checkpoint (last sequence number and MAC, exported elsewhere) catches that.
+valid chain; a signed checkpoint (last sequence number and MAC, kept elsewhere) catches that.
 The key never lives in the database: whoever can edit rows cannot recompute MACs.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 GENESIS = "0" * 64
+CHECKPOINT_FORMAT = "relisten-audit-checkpoint/1"
 
 
 def canonical_bytes(payload: Mapping[str, Any]) -> bytes:
@@ -24,6 +25,8 @@ def canonical_bytes(payload: Mapping[str, Any]) -> bytes:
 
 
 def link_mac(key: bytes, previous_mac: str, payload: Mapping[str, Any]) -> str:
+    # previous_mac is always 64 hex digits, so "<mac>\n<json>" can never be confused with the
+    # checkpoint message below, which starts with a fixed text prefix.
     message = previous_mac.encode() + b"\n" + canonical_bytes(payload)
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
@@ -38,6 +41,8 @@ class ChainRow:
 
 @dataclass(frozen=True)
 class ChainReport:
+    """ok, or the first row that does not fit (first_bad_seq) and why, in words."""
+
     ok: bool
     rows_checked: int
     last_seq: int
@@ -46,60 +51,85 @@ class ChainReport:
     problem: str = ""
 
 
+def _broken(count: int, seq: int, mac: str, bad_seq: int, problem: str) -> ChainReport:
+    return ChainReport(False, count, seq, mac, bad_seq, problem)
+
+
 def verify_rows(key: bytes, rows: Iterable[ChainRow]) -> ChainReport:
-    """Walk rows in sequence order and report the first one that does not fit the chain."""
+    """Walk rows in sequence order and report the first one that does not fit the chain.
+
+    last_seq/last_mac always describe the last row that *did* verify, so a caller can still
+    compare them with a separately stored tip or checkpoint.
+    """
     expected_prev = GENESIS
     expected_seq = 1
     count = 0
     for row in rows:
-        if row.seq != expected_seq:
-            return ChainReport(
-                False, count, expected_seq - 1, expected_prev, expected_seq,
-                f"row {expected_seq} is missing (next row present is {row.seq})",
-            )
+        if row.seq > expected_seq:
+            return _broken(count, expected_seq - 1, expected_prev, expected_seq,
+                           f"row {expected_seq} is missing (next row present is {row.seq})")
+        if row.seq < expected_seq:
+            return _broken(count, expected_seq - 1, expected_prev, row.seq,
+                           f"row {row.seq} appears again or out of order")
         if not hmac.compare_digest(row.previous_mac, expected_prev):
-            return ChainReport(
-                False, count, expected_seq - 1, expected_prev, row.seq,
-                f"row {row.seq} does not link to the row before it",
-            )
+            return _broken(count, expected_seq - 1, expected_prev, row.seq,
+                           f"row {row.seq} does not link to the row before it")
         if not hmac.compare_digest(row.mac, link_mac(key, row.previous_mac, row.payload)):
-            return ChainReport(
-                False, count, expected_seq - 1, expected_prev, row.seq,
-                f"row {row.seq} was altered (its MAC does not match its contents)",
-            )
+            return _broken(count, expected_seq - 1, expected_prev, row.seq,
+                           f"row {row.seq} was altered (its MAC does not match its contents)")
         expected_prev = row.mac
         expected_seq += 1
         count += 1
     return ChainReport(True, count, expected_seq - 1, expected_prev)
 
 
-def checkpoint_signature(key: bytes, seq: int, mac: str) -> str:
-    return hmac.new(key, f"relisten-audit-checkpoint\n{seq}\n{mac}".encode(), hashlib.sha256).hexdigest()
+# ---- checkpoints: the tip, signed, stored away from the database ------------------------------
+
+def checkpoint_signature(key: bytes, seq: int, mac: str, created_at: str) -> str:
+    message = f"{CHECKPOINT_FORMAT}\n{seq}\n{mac}\n{created_at}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def make_checkpoint(key: bytes, seq: int, mac: str, created_at: str) -> dict[str, Any]:
     return {
-        "format": "relisten-audit-checkpoint/1",
+        "format": CHECKPOINT_FORMAT,
         "seq": seq,
         "mac": mac,
         "created_at": created_at,
-        "signature": checkpoint_signature(key, seq, mac),
+        "signature": checkpoint_signature(key, seq, mac, created_at),
     }
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is unreadable or its signature is wrong."""
+    """A checkpoint file is unreadable, of an unknown format, or its signature is wrong."""
 
 
-def parse_checkpoint(key: bytes, document: Mapping[str, Any]) -> tuple[int, str]:
-    try:
-        seq = int(document["seq"])
-        mac = str(document["mac"])
-        signature = str(document["signature"])
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError("checkpoint lacks seq, mac or signature") from None
-    if document.get("format") != "relisten-audit-checkpoint/1":
+@dataclass(frozen=True)
+class Checkpoint:
+    seq: int
+    mac: str
+    created_at: str
+
+
+def parse_checkpoint(key: bytes, document: Any) -> Checkpoint:
+    """The checkpoint's contents, only if this key signed exactly these values."""
+    if not isinstance(document, Mapping):
+        raise CheckpointError("checkpoint is not a JSON object")
+    if document.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError("unknown checkpoint format")
-    if not hmac.compare_digest(signature, checkpoint_signature(key, seq, mac)):
-        raise CheckpointError("checkpoint signature does not match this audit key")
-    return seq, mac
+    try:
+        seq = document["seq"]
+        mac = document["mac"]
+        created_at = document["created_at"]
+        signature = document["signature"]
+    except KeyError as missing:
+        raise CheckpointError(f"checkpoint lacks {missing.args[0]}") from None
+    if (
+        not isinstance(seq, int) or isinstance(seq, bool) or seq < 0
+        or not all(isinstance(value, str) for value in (mac, created_at, signature))
+    ):
+        raise CheckpointError("checkpoint fields have the wrong types")
+    if not hmac.compare_digest(signature, checkpoint_signature(key, seq, mac, created_at)):
+        raise CheckpointError("checkpoint signature does not match this audit key "
+                              "(the file was edited, or the key is not the one that signed it)")
+    return Checkpoint(seq, mac, created_at)

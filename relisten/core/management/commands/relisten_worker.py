@@ -24,4 +24,6 @@ class Command(BaseCommand):
             extra = ["--burst"] if options["burst"] else []
             call_command("rqworker", "default", *extra)
         else:
-            raise CommandError("RELISTEN_TASKS_BACKEND=immediate runs jobs inline; no worker needed")
+            raise CommandError(
+                "RELISTEN_TASKS_BACKEND=immediate runs jobs inline; no worker needed"
+            )
