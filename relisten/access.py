@@ -117,20 +117,23 @@ def _get_visible(
 
 def get_client_for_user(user: User, raw_id: Any, act: Act = Act.VIEW) -> Client:
     view = clients_for_user(user, Act.VIEW).select_related("clinic")
-    return _get_visible(user, view, clients_for_user(user, act) if act is not Act.VIEW else view,
-                        raw_id, "client")  # type: ignore[no-any-return]
+    chosen = clients_for_user(user, act) if act is not Act.VIEW else view
+    client: Client = _get_visible(user, view, chosen, raw_id, "client")
+    return client
 
 
 def get_episode_for_user(user: User, raw_id: Any, act: Act = Act.VIEW) -> Episode:
     view = episodes_for_user(user, Act.VIEW).select_related("client", "client__clinic")
     chosen = episodes_for_user(user, act) if act is not Act.VIEW else view
-    return _get_visible(user, view, chosen, raw_id, "episode")  # type: ignore[no-any-return]
+    episode: Episode = _get_visible(user, view, chosen, raw_id, "episode")
+    return episode
 
 
 def get_session_for_user(user: User, raw_id: Any, act: Act = Act.VIEW) -> TherapySession:
     view = sessions_for_user(user, Act.VIEW).select_related("episode__client__clinic")
     chosen = sessions_for_user(user, act) if act is not Act.VIEW else view
-    return _get_visible(user, view, chosen, raw_id, "session")  # type: ignore[no-any-return]
+    session: TherapySession = _get_visible(user, view, chosen, raw_id, "session")
+    return session
 
 
 def clinics_where_user_treats(user: User) -> QuerySet[Clinic]:

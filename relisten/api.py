@@ -16,7 +16,6 @@ from ninja.security import django_auth
 from relisten import access
 from relisten.accounts.models import User
 from relisten.audit.log import record_read
-from relisten.consent.models import Purpose
 from relisten.consent.policy import current_status
 
 api = NinjaAPI(title="Relisten API", version="1", urls_namespace="api", auth=django_auth)
@@ -65,16 +64,18 @@ def get_client(request: HttpRequest, client_id: UUID) -> ClientOut:
 
 @api.get("/clients/{uuid:client_id}/consent", response=list[ConsentOut])
 def get_client_consent(request: HttpRequest, client_id: UUID) -> list[ConsentOut]:
-    client = access.get_client_for_user(_user(request), client_id)
-    status = current_status(client)
-    return [
-        ConsentOut(
-            purpose=purpose, allowed=bool(status[purpose] and status[purpose].granted),  # type: ignore[union-attr]
-            decided_at=status[purpose].recorded_at if status[purpose] else None,  # type: ignore[union-attr]
-            text_version=status[purpose].text.version if status[purpose] else None,  # type: ignore[union-attr]
-        )
-        for purpose in Purpose.values
-    ]
+    user = _user(request)
+    client = access.get_client_for_user(user, client_id)
+    # Consent is part of the record: the client's access log shows this read like the page's.
+    record_read(actor=user, client=client, target=client, role=access.relationship_to(user, client))
+    answers = []
+    for purpose, decision in current_status(client).items():
+        answers.append(ConsentOut(
+            purpose=purpose, allowed=bool(decision and decision.granted),
+            decided_at=decision.recorded_at if decision else None,
+            text_version=decision.text.version if decision else None,
+        ))
+    return answers
 
 
 @api.get("/sessions/{uuid:session_id}", response=SessionOut)
@@ -82,7 +83,8 @@ def get_session(request: HttpRequest, session_id: UUID) -> SessionOut:
     user = _user(request)
     session = access.get_session_for_user(user, session_id)
     client = session.episode.client
-    record_read(actor=user, client=client, target=session, role=access.relationship_to(user, client))
+    record_read(actor=user, client=client, target=session,
+                role=access.relationship_to(user, client))
     return SessionOut(
         id=session.public_id, episode=session.episode.public_id, number=session.number,
         scheduled_at=session.scheduled_at, attendance=session.attendance, modality=session.modality,

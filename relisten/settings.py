@@ -52,22 +52,46 @@ try:
 except SettingError as error:
     raise ImproperlyConfigured(str(error)) from None
 
-# Known placeholders that must never protect real data.
-_INSECURE_SECRETS = {"change-me", "changeme", "secret", "relisten-dev-secret"}
+# Known placeholders that must never protect real data (compared case-insensitively).
+_INSECURE_SECRETS = {
+    "change-me", "changeme", "change_me", "secret", "relisten-dev-secret", "replace-me",
+    "your-secret-key", "please-change-me",
+}
+_DEBUG_SECRET = "relisten-debug-only-" + "x" * 40
+_MIN_SECRET_LENGTH = 50
+_MIN_SECRET_UNIQUE_CHARACTERS = 5
+_SECRET_HINT = (
+    "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+)
+
+
+def _secret_problem(secret: str | None) -> str | None:
+    """Why this RELISTEN_SECRET_KEY cannot protect real data, or None if it can."""
+    if secret is None:
+        return "RELISTEN_SECRET_KEY is not set"
+    lowered = secret.lower()
+    if (lowered in _INSECURE_SECRETS or lowered.startswith("django-insecure")
+            or secret == _DEBUG_SECRET or "change-me" in lowered or "changeme" in lowered):
+        return "RELISTEN_SECRET_KEY is a placeholder value"
+    if len(secret) < _MIN_SECRET_LENGTH:
+        return f"RELISTEN_SECRET_KEY is too short (at least {_MIN_SECRET_LENGTH} characters)"
+    if len(set(secret)) < _MIN_SECRET_UNIQUE_CHARACTERS:
+        return "RELISTEN_SECRET_KEY is not random enough (too few different characters)"
+    return None
 
 
 def _secret_key() -> str:
-    if _secret is None or _secret in _INSECURE_SECRETS or _secret.startswith("django-insecure"):
-        if DEBUG:
-            # Debug/demo only: a fixed key is fine for a laptop demo, never for real data.
-            return "relisten-debug-only-" + "x" * 40
-        raise ImproperlyConfigured(
-            "RELISTEN_SECRET_KEY is missing or a placeholder. Outside debug mode Relisten refuses to "
-            "start; generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
-        )
-    if len(_secret) < 50 and not DEBUG:
-        raise ImproperlyConfigured("RELISTEN_SECRET_KEY must be at least 50 characters long")
-    return _secret
+    problem = _secret_problem(_secret)
+    if problem is None:
+        assert _secret is not None
+        return _secret
+    if DEBUG:
+        # Debug/demo only: a fixed key is fine for a laptop demo, never for real data.
+        return _secret if _secret is not None else _DEBUG_SECRET
+    raise ImproperlyConfigured(
+        f"{problem}. Outside debug mode Relisten refuses to start without a strong secret key; "
+        f"{_SECRET_HINT} and set it as RELISTEN_SECRET_KEY."
+    )
 
 
 SECRET_KEY = _secret_key()
@@ -184,7 +208,10 @@ AXES_FAILURE_LIMIT = _failure_limit
 AXES_COOLOFF_TIME = timedelta(minutes=_cooloff_minutes)
 AXES_LOCKOUT_PARAMETERS = ["username"]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_TEMPLATE = "accounts/locked_out.html"
+# Our own lock-out page, so it can say in minutes how long the pause lasts.
+AXES_LOCKOUT_CALLABLE = "relisten.accounts.views.locked_out"
+# Tries during a lock-out do not restart the cool-off: the wait the page promises stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_VERBOSE = False
 # axes.W006 warns that username-only lockout ignores the IP. That is the point: per-account
 # lock-out, so one clinic's shared NAT address cannot lock everyone out (docs/decisions.md).
@@ -232,6 +259,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+# The package's own static files (app CSS, vendored JS) live beside settings, not in an app.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 # In debug mode whitenoise serves straight from the app folders (no collectstatic needed).
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG

@@ -9,10 +9,25 @@ from relisten.accounts.models import Role, User
 
 
 class CodeForm(forms.Form):
+    """The second step at sign-in: a code from the app, or a recovery code."""
+
     code = forms.CharField(
-        label="Code from your authenticator app (or a recovery code)", max_length=20,
+        label="Code from your authenticator app (or a recovery code)", max_length=40,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text",
+                                      "autofocus": True, "spellcheck": "false",
+                                      "autocapitalize": "off"}),
+        error_messages={"required": "Please type the code your app shows."},
+    )
+
+
+class EnrolmentCodeForm(forms.Form):
+    """Proves the app holds the new key; only the six digits make sense here."""
+
+    code = forms.CharField(
+        label="The 6-digit code your app shows", max_length=20,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
                                       "autofocus": True}),
+        error_messages={"required": "Please type the 6-digit code your app shows."},
     )
 
 

@@ -1,23 +1,52 @@
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout as auth_logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp import user_has_device
+from django_otp.plugins.otp_static.models import StaticToken
 
 from relisten import access
 from relisten.accounts import actions, mfa
-from relisten.accounts.forms import AddRoleForm, CodeForm, ConsentTextForm, NewPersonForm
+from relisten.accounts.forms import (
+    AddRoleForm,
+    CodeForm,
+    ConsentTextForm,
+    EnrolmentCodeForm,
+    NewPersonForm,
+)
+from relisten.accounts.middleware import is_verified
 from relisten.accounts.models import Role, User
 from relisten.audit.log import record_event_now
 from relisten.consent.actions import publish_consent_text
 from relisten.consent.models import ConsentText, Purpose
+
+_NEW_CODES_SESSION_KEY = "relisten_new_recovery_codes"
+
+
+def _known_user(username: str) -> User | None:
+    """The account a failed sign-in was aimed at, if it exists.
+
+    Only existing accounts are audited: an unknown "username" is often a password typed into
+    the wrong box, and must not end up in the audit trail.
+    """
+    try:
+        user: User = User._default_manager.get_by_natural_key(username)
+    except User.DoesNotExist:
+        return None
+    return user
 
 
 class SignInView(auth_views.LoginView):
@@ -29,12 +58,36 @@ class SignInView(auth_views.LoginView):
         record_event_now(actor=form.get_user(), event_type="user.signed_in")
         return response
 
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        username = str(form.data.get("username", "")).strip()
+        target = _known_user(username) if username else None
+        if target is not None:
+            # No password, not even its length: only that a try failed and whether the account
+            # is now paused (django-axes marks the request when it locks the account).
+            locked = bool(getattr(self.request, "axes_locked_out", False))
+            record_event_now(actor=target, event_type="user.sign_in_failed", target=target,
+                             changes={"locked_out": locked})
+        return super().form_invalid(form)
+
+
+def locked_out(
+    request: HttpRequest,
+    original_response: HttpResponse | None = None,
+    credentials: dict[str, Any] | None = None,
+) -> HttpResponse:
+    """django-axes' lock-out page (AXES_LOCKOUT_CALLABLE): says plainly how long to wait."""
+    cool_off = settings.AXES_COOLOFF_TIME
+    minutes = max(1, round(cool_off.total_seconds() / 60)) if cool_off else None
+    return render(request, "accounts/locked_out.html", {"minutes": minutes},
+                  status=getattr(settings, "AXES_HTTP_RESPONSE_CODE", 429))
+
 
 def sign_out(request: HttpRequest) -> HttpResponse:
+    # Only POST signs out: a GET link could be triggered by any page (an image tag, a prefetch).
     if request.method == "POST":
         if request.user.is_authenticated:
             record_event_now(actor=request.user, event_type="user.signed_out")
-        auth_views.auth_logout(request)
+        auth_logout(request)
         messages.info(request, "You are signed out.")
     return redirect("accounts:login")
 
@@ -44,71 +97,106 @@ def _user(request: HttpRequest) -> User:
     return request.user
 
 
+def _safe_next(request: HttpRequest) -> str:
+    target = request.POST.get("next") or request.GET.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, {request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("home")
+
+
+def _with_next(request: HttpRequest, name: str) -> str:
+    url = reverse(name)
+    target = request.GET.get("next", "")
+    return f"{url}?{urlencode({'next': target})}" if target else url
+
+
+def _wait_message(seconds: int) -> str:
+    return (f"Too many codes in a row did not match. Please wait {seconds} second"
+            f"{'' if seconds == 1 else 's'}, then type the newest code from your app.")
+
+
 @login_required
 def mfa_setup(request: HttpRequest) -> HttpResponse:
     user = _user(request)
-    if user_has_device(user) and not request.user.is_verified():  # type: ignore[union-attr]
+    if user_has_device(user) and not is_verified(request):
         # Replacing an authenticator needs the current one first.
-        return redirect("accounts:mfa_verify")
+        return redirect(_with_next(request, "accounts:mfa_verify"))
     device = mfa.pending_device(user)
-    form = CodeForm(request.POST or None)
+    form = EnrolmentCodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if device.verify_token(form.cleaned_data["code"].strip()):
+        result = mfa.check_enrolment_code(device, form.cleaned_data["code"])
+        if result.device is not None:
             codes = mfa.confirm_enrolment(user, device)
             otp_login(request, device)
-            return render(request, "accounts/recovery_codes.html", {"codes": codes, "new": True})
-        form.add_error("code", "That code did not match. Check the time on your phone and try the "
-                               "newest code.")
+            record_event_now(actor=user, event_type="mfa.verified",
+                             changes={"method": "totp", "stage": "enrolment"})
+            return _show_codes_once(request, codes, new=True)
+        record_event_now(actor=user, event_type="mfa.failed",
+                         changes={"stage": "enrolment", "throttled": bool(result.wait_seconds)})
+        form.add_error("code", _wait_message(result.wait_seconds) if result.wait_seconds else (
+            "That code did not match. Check that the time on your phone is set automatically, "
+            "then type the newest 6-digit code."))
     return render(request, "accounts/mfa_setup.html", {
-        "form": form, "qr_svg": mfa.qr_svg(device), "secret": _base32(device.bin_key),
+        "form": form, "qr_svg": mfa.qr_svg(device), "secret": mfa.base32_key(device),
     })
-
-
-def _base32(key: bytes) -> str:
-    import base64
-
-    return base64.b32encode(key).decode().rstrip("=")
 
 
 @login_required
 def mfa_verify(request: HttpRequest) -> HttpResponse:
     user = _user(request)
+    if is_verified(request):
+        return HttpResponseRedirect(_safe_next(request))
     if not user_has_device(user):
-        return redirect("accounts:mfa_setup")
+        return redirect(_with_next(request, "accounts:mfa_setup"))
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        device = mfa.verify_code(user, form.cleaned_data["code"])
-        if device is not None:
-            otp_login(request, device)
+        result = mfa.verify_code(user, form.cleaned_data["code"])
+        if result.device is not None:
+            otp_login(request, result.device)
             record_event_now(actor=user, event_type="mfa.verified",
-                             changes={"method": "recovery_code" if "Static" in type(device).__name__
-                                      else "totp"})
+                             changes={"method": result.method})
+            if result.method == "recovery_code":
+                messages.info(request, "You used a recovery code; it will not work again. "
+                                       "You can make new codes under Security.")
             return HttpResponseRedirect(_safe_next(request))
-        record_event_now(actor=user, event_type="mfa.failed")
-        form.add_error("code", "That code is not valid. Try the newest code from your app, or a "
-                               "recovery code.")
+        record_event_now(actor=user, event_type="mfa.failed",
+                         changes={"stage": "sign_in", "throttled": bool(result.wait_seconds)})
+        form.add_error("code", _wait_message(result.wait_seconds) if result.wait_seconds else (
+            "That code is not valid. Type the newest code from your app, or one of your "
+            "recovery codes that you have not used yet."))
     return render(request, "accounts/mfa_verify.html", {"form": form})
 
 
-def _safe_next(request: HttpRequest) -> str:
-    from django.utils.http import url_has_allowed_host_and_scheme
-
-    target = request.GET.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}):
-        return target
-    return reverse("home")
+def _show_codes_once(request: HttpRequest, codes: list[str], *, new: bool) -> HttpResponse:
+    # Post/redirect/get: a reload of the page must not re-submit the form. The codes wait in
+    # the session only until the next page view shows them.
+    request.session[_NEW_CODES_SESSION_KEY] = {"codes": codes, "new": new,
+                                               "next": _safe_next(request)}
+    return redirect("accounts:recovery_codes")
 
 
 @login_required
-@require_POST
 def recovery_codes(request: HttpRequest) -> HttpResponse:
-    codes = mfa.regenerate_recovery_codes(_user(request))
-    return render(request, "accounts/recovery_codes.html", {"codes": codes, "new": False})
+    if request.method == "POST":
+        return _show_codes_once(request, mfa.regenerate_recovery_codes(_user(request)), new=False)
+    pending = request.session.pop(_NEW_CODES_SESSION_KEY, None)
+    if not pending:
+        messages.info(request, "Recovery codes are shown only once. If you did not save them, "
+                               "make new ones here.")
+        return redirect("accounts:security")
+    return render(request, "accounts/recovery_codes.html", pending)
 
 
 @login_required
 def security(request: HttpRequest) -> HttpResponse:
-    return render(request, "accounts/security.html", {"has_device": user_has_device(request.user)})
+    user = _user(request)
+    return render(request, "accounts/security.html", {
+        "has_device": user_has_device(user),
+        "codes_left": StaticToken.objects.filter(device__user=user,
+                                                 device__confirmed=True).count(),
+    })
 
 
 # ---- clinic administration -----------------------------------------------------------------
@@ -168,7 +256,8 @@ def consent_texts(request: HttpRequest, clinic_id: str) -> HttpResponse:
     clinic = access.get_clinic_for_admin(_user(request), clinic_id)
     current = []
     for purpose in Purpose:
-        text = ConsentText.objects.filter(clinic=clinic, purpose=purpose).order_by("-version").first()
+        text = (ConsentText.objects.filter(clinic=clinic, purpose=purpose)
+                .order_by("-version").first())
         current.append((purpose, text))
     return render(request, "accounts/consent_texts.html", {"clinic": clinic, "current": current})
 

@@ -40,7 +40,9 @@ def audit_key() -> bytes:
         except ValueError:
             raise ImproperlyConfigured("RELISTEN_AUDIT_KEY must be hex") from None
         if len(key) < 32:
-            raise ImproperlyConfigured("RELISTEN_AUDIT_KEY must be at least 32 bytes (64 hex digits)")
+            raise ImproperlyConfigured(
+                "RELISTEN_AUDIT_KEY must be at least 32 bytes (64 hex digits)"
+            )
         return key
     path = Path(settings.AUDIT_KEY_FILE)
     if path.exists():

@@ -15,6 +15,20 @@ EVENT_LABELS = {
     "consent.granted": "Recorded consent given",
     "consent.refused": "Recorded consent refused",
     "consent.revoked": "Recorded consent withdrawn",
+    "consent_text.published": "Published new consent wording",
+    "clinic.created": "Created the clinic",
+    "user.created": "Created an account",
+    "user.password_set": "Set a password",
+    "user.signed_in": "Signed in",
+    "user.signed_out": "Signed out",
+    "role.granted": "Gave a role",
+    "role.revoked": "Removed a role",
+    "mfa.enrolled": "Set up two-step sign-in",
+    "mfa.verified": "Passed two-step sign-in",
+    "mfa.failed": "Failed two-step sign-in",
+    "mfa.recovery_codes_regenerated": "Made new recovery codes",
+    "authz.denied": "Was refused access",
+    "authz.forbidden": "Was refused a change",
 }
 
 TARGET_LABELS = {
@@ -22,6 +36,10 @@ TARGET_LABELS = {
     "episode": "episode of care",
     "therapysession": "therapy session",
     "consentdecision": "consent",
+    "consenttext": "consent wording",
+    "clinic": "clinic",
+    "user": "account",
+    "membership": "role",
 }
 
 

@@ -32,6 +32,15 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"#{self.seq} {self.event_type}"
 
+    # The database triggers (migration 0002) are the real guard; these stop ORM slips early.
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            raise PermissionError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise PermissionError("audit events are append-only")
+
     def chain_payload(self) -> dict[str, Any]:
         """The fields the MAC covers, in a form that survives a database round trip."""
         return {
@@ -48,17 +57,12 @@ class AuditEvent(models.Model):
             "changes": self.changes,
         }
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.pk is not None:
-            raise PermissionError("audit events are append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> Any:
-        raise PermissionError("audit events are append-only")
-
 
 class AuditHead(models.Model):
     """One row holding the chain's tip; locking it serialises appends on PostgreSQL."""
 
     seq = models.BigIntegerField(default=0)
     mac = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"audit tip at row {self.seq}"

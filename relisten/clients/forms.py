@@ -12,6 +12,28 @@ from relisten.clients.models import Attendance, Modality
 DATE = forms.DateInput(attrs={"type": "date"})
 
 
+class PublicIdChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
+    """A choice sent as the object's public UUID, like every id in a URL.
+
+    Anything that is not one of the offered choices (a sequential id, a tampered value) gets
+    the plain "not one of the choices" message rather than a lecture about UUID syntax.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("to_field_name", "public_id")
+        super().__init__(*args, **kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except forms.ValidationError as error:
+            if error.code == "invalid_choice":
+                raise
+            raise forms.ValidationError(
+                self.error_messages["invalid_choice"], code="invalid_choice"
+            ) from None
+
+
 class ClientForm(forms.Form):
     given_name = forms.CharField(max_length=100)
     family_name = forms.CharField(max_length=100)
@@ -26,8 +48,8 @@ class ClientForm(forms.Form):
 
 
 class NewClientForm(ClientForm):
-    clinic = forms.ModelChoiceField(queryset=Clinic.objects.none(), empty_label=None)
-    supervisor = forms.ModelChoiceField(
+    clinic = PublicIdChoiceField(queryset=Clinic.objects.none(), empty_label=None)
+    supervisor = PublicIdChoiceField(
         queryset=User.objects.none(), required=False, empty_label="No supervisor"
     )
     start_date = forms.DateField(widget=DATE, initial=dt.date.today, label="Start of care")
@@ -43,6 +65,10 @@ class NewClientForm(ClientForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if "clinic" in self.errors and self.fields["clinic"].widget.is_hidden:
+            # A hidden field's error would show nowhere; say it where the person will see it.
+            self.add_error(None, "This clinic is not one you work in. Reload the page and "
+                                 "try again.")
         supervisor, clinic = data.get("supervisor"), data.get("clinic")
         if supervisor and clinic and not supervisor.memberships.filter(
             clinic=clinic, role="supervisor", active=True
@@ -53,7 +79,7 @@ class NewClientForm(ClientForm):
 
 class EpisodeForm(forms.Form):
     start_date = forms.DateField(widget=DATE, initial=dt.date.today, label="Start of care")
-    supervisor = forms.ModelChoiceField(
+    supervisor = PublicIdChoiceField(
         queryset=User.objects.none(), required=False, empty_label="No supervisor"
     )
 
@@ -80,10 +106,15 @@ class SessionEditForm(SessionForm):
 
 
 class PortalAccessForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="What the client types to sign in.")
+    # The same character rules as every other sign-in name (letters, digits and @.+-_).
+    username = forms.CharField(
+        max_length=150, help_text="What the client types to sign in.",
+        validators=[User.username_validator],
+    )
     password = forms.CharField(
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        label="Initial password", help_text="At least 12 characters. Give it to the client privately.",
+        label="Initial password",
+        help_text="At least 12 characters. Give it to the client privately.",
     )
 
     def clean_username(self) -> str:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
@@ -28,6 +29,17 @@ from relisten.consent.policy import current_status
 def _user(request: HttpRequest) -> User:
     assert isinstance(request.user, User)
     return request.user
+
+
+def _opened_form(request: HttpRequest, user: User, client: Client, target: Model) -> None:
+    """A form filled from the record shows the record, so opening it is a read on record.
+
+    Only on GET: a re-rendered POST shows what the person just typed, and a saved POST is
+    already audited by its action.
+    """
+    if request.method == "GET":
+        record_read(actor=user, client=client, target=target,
+                    role=access.relationship_to(user, client))
 
 
 @login_required
@@ -68,7 +80,9 @@ def client_detail(request: HttpRequest, client_id: str) -> HttpResponse:
     user = _user(request)
     client = access.get_client_for_user(user, client_id)
     record_read(actor=user, client=client, target=client, role=access.relationship_to(user, client))
-    episodes = client.episodes.select_related("therapist", "supervisor").prefetch_related("sessions")
+    episodes = (
+        client.episodes.select_related("therapist", "supervisor").prefetch_related("sessions")
+    )
     can_treat = access.clients_for_user(user, Act.TREAT).filter(pk=client.pk).exists()
     return render(request, "clients/detail.html", {
         "client": client, "episodes": episodes, "consent": current_status(client),
@@ -81,6 +95,7 @@ def client_detail(request: HttpRequest, client_id: str) -> HttpResponse:
 def client_edit(request: HttpRequest, client_id: str) -> HttpResponse:
     user = _user(request)
     client = access.get_client_for_user(user, client_id, Act.TREAT)
+    _opened_form(request, user, client, client)
     initial = {name: getattr(client, name) for name in actions.CLIENT_FIELDS}
     form = ClientForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -98,6 +113,7 @@ def portal_access(request: HttpRequest, client_id: str) -> HttpResponse:
     if client.user_id is not None:
         messages.info(request, "This client can already sign in.")
         return redirect("clients:detail", client_id=client.public_id)
+    _opened_form(request, user, client, client)
     form = PortalAccessForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         actions.give_portal_access(actor=user, client=client, **form.cleaned_data)
@@ -111,6 +127,7 @@ def portal_access(request: HttpRequest, client_id: str) -> HttpResponse:
 def episode_new(request: HttpRequest, client_id: str) -> HttpResponse:
     user = _user(request)
     client = access.get_client_for_user(user, client_id, Act.TREAT)
+    _opened_form(request, user, client, client)
     form = EpisodeForm(request.POST or None, supervisors=access.supervisors_in(client.clinic))
     if request.method == "POST" and form.is_valid():
         actions.open_episode(actor=user, client=client, therapist=user,
@@ -126,7 +143,8 @@ def episode_detail(request: HttpRequest, episode_id: str) -> HttpResponse:
     user = _user(request)
     episode = access.get_episode_for_user(user, episode_id)
     client = episode.client
-    record_read(actor=user, client=client, target=episode, role=access.relationship_to(user, client))
+    record_read(actor=user, client=client, target=episode,
+                role=access.relationship_to(user, client))
     can_treat = access.episodes_for_user(user, Act.TREAT).filter(pk=episode.pk).exists()
     return render(request, "clients/episode_detail.html", {
         "episode": episode, "client": client, "sessions": episode.sessions.all(),
@@ -139,6 +157,7 @@ def episode_detail(request: HttpRequest, episode_id: str) -> HttpResponse:
 def episode_discharge(request: HttpRequest, episode_id: str) -> HttpResponse:
     user = _user(request)
     episode = access.get_episode_for_user(user, episode_id, Act.TREAT)
+    _opened_form(request, user, episode.client, episode)
     form = DischargeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         end_date = form.cleaned_data["end_date"]
@@ -156,6 +175,7 @@ def episode_discharge(request: HttpRequest, episode_id: str) -> HttpResponse:
 def session_new(request: HttpRequest, episode_id: str) -> HttpResponse:
     user = _user(request)
     episode = access.get_episode_for_user(user, episode_id, Act.TREAT)
+    _opened_form(request, user, episode.client, episode)
     form = SessionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         session = actions.schedule_session(actor=user, episode=episode, **form.cleaned_data)
@@ -169,7 +189,8 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     user = _user(request)
     session = access.get_session_for_user(user, session_id)
     client = session.episode.client
-    record_read(actor=user, client=client, target=session, role=access.relationship_to(user, client))
+    record_read(actor=user, client=client, target=session,
+                role=access.relationship_to(user, client))
     can_treat = access.sessions_for_user(user, Act.TREAT).filter(pk=session.pk).exists()
     return render(request, "clients/session_detail.html", {
         "session": session, "client": client, "can_treat": can_treat,
@@ -181,6 +202,7 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
 def session_edit(request: HttpRequest, session_id: str) -> HttpResponse:
     user = _user(request)
     session = access.get_session_for_user(user, session_id, Act.TREAT)
+    _opened_form(request, user, session.episode.client, session)
     form = SessionEditForm(request.POST or None, initial={
         "scheduled_at": session.scheduled_at, "modality": session.modality,
         "attendance": session.attendance,

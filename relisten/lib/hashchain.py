@@ -24,6 +24,12 @@ def canonical_bytes(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+def _same(a: str, b: str) -> bool:
+    """Constant-time comparison that also copes with non-ASCII text an attacker may have stored."""
+    encode = "utf-8", "surrogatepass"
+    return hmac.compare_digest(a.encode(*encode), b.encode(*encode))
+
+
 def link_mac(key: bytes, previous_mac: str, payload: Mapping[str, Any]) -> str:
     # previous_mac is always 64 hex digits, so "<mac>\n<json>" can never be confused with the
     # checkpoint message below, which starts with a fixed text prefix.
@@ -71,10 +77,10 @@ def verify_rows(key: bytes, rows: Iterable[ChainRow]) -> ChainReport:
         if row.seq < expected_seq:
             return _broken(count, expected_seq - 1, expected_prev, row.seq,
                            f"row {row.seq} appears again or out of order")
-        if not hmac.compare_digest(row.previous_mac, expected_prev):
+        if not _same(row.previous_mac, expected_prev):
             return _broken(count, expected_seq - 1, expected_prev, row.seq,
                            f"row {row.seq} does not link to the row before it")
-        if not hmac.compare_digest(row.mac, link_mac(key, row.previous_mac, row.payload)):
+        if not _same(row.mac, link_mac(key, row.previous_mac, row.payload)):
             return _broken(count, expected_seq - 1, expected_prev, row.seq,
                            f"row {row.seq} was altered (its MAC does not match its contents)")
         expected_prev = row.mac
@@ -129,7 +135,7 @@ def parse_checkpoint(key: bytes, document: Any) -> Checkpoint:
         or not all(isinstance(value, str) for value in (mac, created_at, signature))
     ):
         raise CheckpointError("checkpoint fields have the wrong types")
-    if not hmac.compare_digest(signature, checkpoint_signature(key, seq, mac, created_at)):
+    if not _same(signature, checkpoint_signature(key, seq, mac, created_at)):
         raise CheckpointError("checkpoint signature does not match this audit key "
                               "(the file was edited, or the key is not the one that signed it)")
     return Checkpoint(seq, mac, created_at)

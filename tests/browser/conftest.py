@@ -54,10 +54,12 @@ def allow_orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def browser(
-    chromium_executable: Path, transactional_db: None, allow_orm_beside_playwright: None
+    chromium_executable: Path,
+    audit_rows_removable_at_teardown: None,
+    allow_orm_beside_playwright: None,
 ) -> Iterator[Browser]:
-    # Depending on the database and the environment fixtures makes pytest tear them down after
-    # the browser, so the final table flush runs once Playwright's loop has stopped.
+    # Depending on the database fixtures makes pytest tear them down after the browser, so the
+    # final clean-up runs once Playwright's event loop has stopped.
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -1,0 +1,462 @@
+"""The access-policy matrix: every route that takes an object id, for every persona.
+
+Routes are discovered from the URL resolver, so a new id-taking route fails
+`test_every_id_route_has_rows` until someone writes down who may use it. For each row and
+persona the exact status is asserted: 200 (or the action's redirect) where allowed, 403 where
+the persona may see but not change, 404 for anything foreign — byte-for-byte the same answer
+as for an id that does not exist, and with an `authz.denied` audit row — and the sign-in
+redirect (API: 401) for anonymous visitors.
+
+The demo cast is built once for this module inside a transaction; every test runs in its own
+savepoint (pytest-django's `db`), so the POST rows cannot leak into each other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from django.db import transaction
+from django.test import Client as HttpClient
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls.converters import IntConverter, UUIDConverter
+
+from relisten.accounts.models import Membership, Role, User
+from relisten.audit.models import AuditEvent
+from relisten.consent.models import ConsentText, Purpose
+from relisten.core.personas import Cast, build_cast
+from tests.conftest import PASSWORD, sign_in
+
+ANON = "anonymous"
+PERSONAS = (
+    "therapist_a", "therapist_b", "supervisor", "trainee", "client_user_a", "client_user_b",
+    "researcher", "admin", "other_clinic_therapist", ANON,
+)
+SIGN_IN = "/accounts/sign-in/"
+DENIAL_EVENTS = {"authz.denied", "authz.forbidden"}
+# Namespaces whose pages show a client's clinical record (the portal is the client's own).
+CLINICAL = {"clients", "api"}
+CLIENTS = {"cora": "client_a", "colin": "client_b", "tomas": "trainee_client"}
+
+
+# ---- discovering the routes ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Route:
+    key: str  # "namespace:name", what reverse() takes
+    route: str  # the full pattern, for messages
+    converters: dict[str, Any]
+
+
+def _walk(patterns: list[Any], prefix: str = "", namespace: str = "") -> Iterator[Route]:
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = ":".join(part for part in (namespace, pattern.namespace or "") if part)
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern), inner)
+        elif isinstance(pattern, URLPattern):
+            key = f"{namespace}:{pattern.name}" if namespace else str(pattern.name)
+            yield Route(key, prefix + str(pattern.pattern), dict(pattern.pattern.converters))
+
+
+def all_routes() -> list[Route]:
+    return list(_walk(get_resolver().url_patterns))
+
+
+def takes_object_id(route: Route) -> bool:
+    return any(
+        isinstance(conv, UUIDConverter | IntConverter) or name == "id" or name.endswith("_id")
+        for name, conv in route.converters.items()
+    )
+
+
+def id_routes() -> dict[str, Route]:
+    return {route.key: route for route in all_routes() if takes_object_id(route)}
+
+
+# ---- the expectation table -------------------------------------------------------------------
+
+Kwargs = Callable[[Cast], dict[str, Any]]
+Data = Callable[[Cast], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Row:
+    route: str  # "namespace:name"
+    target: str  # whose object, for test ids
+    kwargs: Kwargs
+    expect: dict[str, int]
+    method: str = "GET"
+    data: Data = field(default=lambda cast: {})
+
+    @property
+    def is_api(self) -> bool:
+        return self.route.startswith("api:")
+
+
+def expect(allowed: dict[str, int], *, api: bool = False) -> dict[str, int]:
+    """Everyone not named gets 404; anonymous visitors are sent to sign in (API: 401)."""
+    unknown = set(allowed) - set(PERSONAS)
+    assert not unknown, unknown
+    table = {persona: allowed.get(persona, 404) for persona in PERSONAS}
+    table[ANON] = 401 if api else 302
+    return table
+
+
+def _cora(cast: Cast) -> dict[str, Any]:
+    return {"client_id": cast.client_a.public_id}
+
+
+def _colin(cast: Cast) -> dict[str, Any]:
+    return {"client_id": cast.client_b.public_id}
+
+
+def _tomas(cast: Cast) -> dict[str, Any]:
+    return {"client_id": cast.trainee_client.public_id}
+
+
+def _episode(cast: Cast, which: str) -> dict[str, Any]:
+    client = cast.client_a if which == "a" else cast.client_b
+    return {"episode_id": client.episodes.get().public_id}
+
+
+def _session(cast: Cast, which: str) -> dict[str, Any]:
+    client = cast.client_a if which == "a" else cast.client_b
+    return {"session_id": client.episodes.get().sessions.get(number=1).public_id}
+
+
+def _record(cast: Cast, which: str) -> dict[str, Any]:
+    return {"record_id": (cast.client_a if which == "a" else cast.client_b).public_id}
+
+
+def _membership(cast: Cast, which: str) -> dict[str, Any]:
+    if which == "demo":
+        found = Membership.objects.get(user=cast.researcher, clinic=cast.clinic)
+    else:
+        found = Membership.objects.get(user=cast.other_clinic_therapist, clinic=cast.other_clinic,
+                                       role=Role.THERAPIST)
+    return {"membership_id": found.public_id}
+
+
+def _text(cast: Cast, which: str) -> dict[str, Any]:
+    clinic = cast.clinic if which == "demo" else cast.other_clinic
+    text = ConsentText.objects.get(clinic=clinic, purpose=Purpose.RESEARCH, version=1)
+    return {"text_id": text.public_id}
+
+
+def _clinic(cast: Cast, which: str) -> dict[str, Any]:
+    return {"clinic_id": (cast.clinic if which == "demo" else cast.other_clinic).public_id}
+
+
+def _pick(by: Callable[[Cast, str], dict[str, Any]], which: str) -> Kwargs:
+    return lambda cast: by(cast, which)
+
+
+TODAY = dt.date.today().isoformat()
+LATER = (dt.datetime.now() + dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
+NEW_PASSWORD = "a-long-enough-passphrase-42"
+
+# Who may look at (VIEW) or change (TREAT) Cora's record: her therapist; her supervisor may look.
+A_VIEW = expect({"therapist_a": 200, "supervisor": 200})
+A_TREAT = expect({"therapist_a": 200, "supervisor": 403})
+A_TREAT_POST = expect({"therapist_a": 302, "supervisor": 403})
+# Colin's therapist has no supervisor on the episode, so only Ben sees it.
+B_VIEW = expect({"therapist_b": 200})
+B_TREAT = expect({"therapist_b": 200})
+
+
+def _clinical_rows() -> list[Row]:
+    rows: list[Row] = []
+    view_routes: list[tuple[str, Callable[[Cast, str], dict[str, Any]] | None]] = [
+        ("clients:detail", None), ("clients:consent", None), ("clients:access_log", None),
+        ("clients:episode", _episode), ("clients:session", _session),
+    ]
+    treat_routes: list[tuple[str, Callable[[Cast, str], dict[str, Any]] | None]] = [
+        ("clients:edit", None), ("clients:episode_new", None), ("clients:discharge", _episode),
+        ("clients:session_new", _episode), ("clients:session_edit", _session),
+    ]
+    for routes, a_expect, b_expect in ((view_routes, A_VIEW, B_VIEW),
+                                       (treat_routes, A_TREAT, B_TREAT)):
+        for name, by in routes:
+            rows.append(Row(name, "cora", _pick(by, "a") if by else _cora, a_expect))
+            rows.append(Row(name, "colin", _pick(by, "b") if by else _colin, b_expect))
+    # Cora can already sign in, so her therapist is sent back to her page; Tomas cannot yet.
+    rows += [
+        Row("clients:portal_access", "cora", _cora,
+            expect({"therapist_a": 302, "supervisor": 403})),
+        Row("clients:portal_access", "tomas", _tomas,
+            expect({"trainee": 200, "supervisor": 403})),
+        Row("clients:portal_access", "tomas", _tomas, expect({"trainee": 302, "supervisor": 403}),
+            method="POST", data=lambda c: {"username": "tomas.client", "password": NEW_PASSWORD}),
+    ]
+    # The writes themselves: the supervisor may look but never change.
+    rows += [
+        Row("clients:edit", "cora", _cora, A_TREAT_POST, method="POST",
+            data=lambda c: {"given_name": "Cora", "family_name": "Client", "reference": "R-1"}),
+        Row("clients:consent", "cora", _cora, A_TREAT_POST, method="POST",
+            data=lambda c: {"purpose": Purpose.RESEARCH, "decision": "refuse",
+                            "text_version": 1, "paper_form_signed": "on"}),
+        Row("clients:episode_new", "cora", _cora, A_TREAT_POST, method="POST",
+            data=lambda c: {"start_date": TODAY}),
+        Row("clients:discharge", "cora", lambda c: _episode(c, "a"), A_TREAT_POST,
+            method="POST", data=lambda c: {"end_date": TODAY}),
+        Row("clients:session_new", "cora", lambda c: _episode(c, "a"), A_TREAT_POST,
+            method="POST", data=lambda c: {"scheduled_at": LATER, "modality": "telehealth"}),
+        Row("clients:session_edit", "cora", lambda c: _session(c, "a"), A_TREAT_POST,
+            method="POST", data=lambda c: {"scheduled_at": LATER, "modality": "in_person",
+                                           "attendance": "attended"}),
+    ]
+    return rows
+
+
+def _admin_rows() -> list[Row]:
+    rows: list[Row] = []
+    # Otto is admin (and therapist) of the other clinic: each admin sees only their own clinic.
+    for which, admin in (("demo", "admin"), ("other", "other_clinic_therapist")):
+        def clinic(c: Cast, which: str = which) -> dict[str, Any]:
+            return _clinic(c, which)
+
+        def text(c: Cast, which: str = which) -> dict[str, Any]:
+            return _text(c, which)
+
+        def membership(c: Cast, which: str = which) -> dict[str, Any]:
+            return _membership(c, which)
+
+        rows += [
+            Row("accounts:clinic_people", which, clinic, expect({admin: 200})),
+            Row("accounts:clinic_people", which, clinic, expect({admin: 302}), method="POST",
+                data=lambda c: {"username": "nina.new", "display_name": "Nina New",
+                                "roles": ["therapist"], "password": NEW_PASSWORD}),
+            Row("accounts:consent_texts", which, clinic, expect({admin: 200})),
+            Row("accounts:consent_text_edit", which, text, expect({admin: 200})),
+            Row("accounts:consent_text_edit", which, text, expect({admin: 302}), method="POST",
+                data=lambda c: {"body": "New wording for research use, version two."}),
+            Row("accounts:membership_revoke", which, membership, expect({admin: 302}),
+                method="POST"),
+            Row("accounts:membership_add_role", which, membership, expect({admin: 302}),
+                method="POST", data=lambda c: {"role": "trainee"}),
+        ]
+    return rows
+
+
+def _portal_rows() -> list[Row]:
+    rows: list[Row] = []
+    for which, me in (("a", "client_user_a"), ("b", "client_user_b")):
+        def record(c: Cast, which: str = which) -> dict[str, Any]:
+            return _record(c, which)
+
+        def decide(c: Cast, which: str = which) -> dict[str, Any]:
+            return {**_record(c, which), "purpose": Purpose.RESEARCH.value}
+
+        target = "cora" if which == "a" else "colin"
+        rows += [
+            Row("portal:record", target, record, expect({me: 200})),
+            Row("portal:consent", target, record, expect({me: 200})),
+            Row("portal:access_log", target, record, expect({me: 200})),
+            Row("portal:consent_decide", target, decide, expect({me: 302}), method="POST",
+                data=lambda c: {"decision": "grant", "text_version": 1}),
+        ]
+    return rows
+
+
+def _api_rows() -> list[Row]:
+    return [
+        Row("api:get_client", "cora", _cora, expect({"therapist_a": 200, "supervisor": 200},
+                                                    api=True)),
+        Row("api:get_client", "colin", _colin, expect({"therapist_b": 200}, api=True)),
+        Row("api:get_client_consent", "cora", _cora,
+            expect({"therapist_a": 200, "supervisor": 200}, api=True)),
+        Row("api:get_client_consent", "colin", _colin, expect({"therapist_b": 200}, api=True)),
+        Row("api:get_session", "cora", lambda c: _session(c, "a"),
+            expect({"therapist_a": 200, "supervisor": 200}, api=True)),
+        Row("api:get_session", "colin", lambda c: _session(c, "b"),
+            expect({"therapist_b": 200}, api=True)),
+    ]
+
+
+ROWS = _clinical_rows() + _admin_rows() + _portal_rows() + _api_rows()
+
+
+def _row_id(row: Row) -> str:
+    return f"{row.method}-{row.route}-{row.target}"
+
+
+# ---- fixtures --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def module_cast(django_db_setup: None, django_db_blocker: Any) -> Iterator[Cast]:
+    """The cast, once per module; rolled back at the end so other modules start clean."""
+    with django_db_blocker.unblock(), transaction.atomic():
+        yield build_cast(PASSWORD)
+        transaction.set_rollback(True)
+
+
+def _http(cast: Cast, persona: str) -> HttpClient:
+    if persona == ANON:
+        return HttpClient()
+    user = getattr(cast, persona)
+    assert isinstance(user, User)
+    return sign_in(HttpClient(), user)
+
+
+def _send(http: HttpClient, row: Row, url: str, cast: Cast) -> Any:
+    if row.method == "POST":
+        return http.post(url, row.data(cast))
+    return http.get(url)
+
+
+def _swap_ids(kwargs: dict[str, Any], route: Route) -> dict[str, Any]:
+    """The same URL with every object id replaced by one that exists nowhere."""
+    return {
+        name: uuid.uuid4() if isinstance(route.converters.get(name), UUIDConverter) else value
+        for name, value in kwargs.items()
+    }
+
+
+def _events_after(seq: int) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(seq__gt=seq).order_by("seq"))
+
+
+def _last_seq() -> int:
+    last = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+    return last or 0
+
+
+# ---- the matrix ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("persona", PERSONAS)
+@pytest.mark.parametrize("row", ROWS, ids=_row_id)
+def test_matrix(row: Row, persona: str, module_cast: Cast, db: None) -> None:
+    cast = module_cast
+    route = id_routes()[row.route]
+    kwargs = row.kwargs(cast)
+    url = reverse(row.route, kwargs=kwargs)
+    wanted = row.expect[persona]
+    http = _http(cast, persona)
+    before = _last_seq()
+
+    response = _send(http, row, url, cast)
+
+    assert response.status_code == wanted, (
+        f"{row.method} {route.route} as {persona}: {response.status_code}, expected {wanted}"
+    )
+    new_events = _events_after(before)
+    if persona == ANON:
+        if row.is_api:
+            assert response.json() == {"detail": "Unauthorized"}
+        else:
+            assert response["Location"] == f"{SIGN_IN}?next={quote(url)}"
+        assert new_events == [], "an anonymous request changed or read something"
+        return
+    if wanted in (403, 404):
+        # Refused before anything was read or written, and the refusal is on record.
+        assert {e.event_type for e in new_events} <= DENIAL_EVENTS, new_events
+        event_type = "authz.denied" if wanted == 404 else "authz.forbidden"
+        user = getattr(cast, persona)
+        ids = {str(value) for value in kwargs.values()}
+        assert any(
+            e.event_type == event_type and e.actor_id == user.public_id
+            and e.changes.get("object_id") in ids
+            for e in new_events
+        ), f"no {event_type} audit row for {persona} on {route.route}"
+    if wanted == 404:
+        missing = _send(http, row, reverse(row.route, kwargs=_swap_ids(kwargs, route)), cast)
+        assert missing.status_code == 404
+        assert missing.content == response.content, "foreign and missing objects differ"
+    if wanted == 302:
+        assert not response["Location"].startswith(SIGN_IN)
+    if wanted == 200 and row.method == "GET" and row.route.split(":")[0] in CLINICAL:
+        # Every look at a clinical record shows up in the client's own access log.
+        client = getattr(cast, CLIENTS[row.target])
+        assert any(
+            e.event_type == "record.viewed" and e.actor_id == getattr(cast, persona).public_id
+            and e.client_id == client.public_id
+            for e in new_events
+        ), f"{persona} read {route.route} and left no record.viewed row"
+    if wanted in (200, 302) and row.method == "POST":
+        assert new_events and not ({e.event_type for e in new_events} & DENIAL_EVENTS), (
+            f"allowed POST to {route.route} as {persona} wrote {new_events}"
+        )
+
+
+# ---- the table itself stays complete ---------------------------------------------------------
+
+def test_every_id_route_has_rows() -> None:
+    discovered = id_routes()
+    covered = {row.route for row in ROWS}
+    missing = sorted(f"{key} ({discovered[key].route})" for key in set(discovered) - covered)
+    assert not missing, f"routes taking an object id with no row in the access matrix: {missing}"
+    stale = sorted(covered - set(discovered))
+    assert not stale, f"matrix rows for routes that no longer exist: {stale}"
+    for row in ROWS:
+        assert set(row.expect) == set(PERSONAS), row
+
+
+def test_matrix_is_not_vacuous() -> None:
+    # The discovery must see the known routes; an empty resolver walk would pass everything.
+    discovered = id_routes()
+    assert {"clients:detail", "portal:record", "accounts:clinic_people",
+            "api:get_client"} <= set(discovered)
+    assert all(200 in row.expect.values() or 302 in row.expect.values() for row in ROWS)
+
+
+def test_object_urls_take_uuids_only() -> None:
+    for route in all_routes():
+        for name, converter in route.converters.items():
+            assert not isinstance(converter, IntConverter), f"{route.route} takes an integer id"
+            if name == "id" or name.endswith("_id"):
+                assert isinstance(converter, UUIDConverter), (
+                    f"{route.route}: {name} is not declared as a UUID"
+                )
+
+
+# ---- role-specific checks beyond the matrix --------------------------------------------------
+
+def test_admin_without_clinical_role_sees_no_client_pages(
+    module_cast: Cast, db: None
+) -> None:
+    cast = module_cast
+    http = _http(cast, "admin")
+    assert not Membership.objects.filter(
+        user=cast.admin, role__in=[Role.THERAPIST, Role.TRAINEE, Role.SUPERVISOR]
+    ).exists()
+    for client in (cast.client_a, cast.client_b, cast.trainee_client):
+        assert http.get(f"/clients/{client.public_id}/").status_code == 404
+        assert http.get(f"/api/v1/clients/{client.public_id}").status_code == 404
+    listing = http.get("/clients/")
+    assert listing.status_code == 200
+    for name in (b"Cora", b"Colin", b"Tomas"):
+        assert name not in listing.content
+    home = http.get("/")
+    assert home.status_code == 200 and b"Cora" not in home.content
+    # ...yet manages people and consent wording.
+    assert http.get(f"/clinics/{cast.clinic.public_id}/people/").status_code == 200
+    assert http.get(f"/clinics/{cast.clinic.public_id}/consent-texts/").status_code == 200
+
+
+def test_other_clinic_gets_404_on_demo_admin_pages(module_cast: Cast, db: None) -> None:
+    cast = module_cast
+    http = _http(cast, "other_clinic_therapist")
+    demo = cast.clinic.public_id
+    for path in (f"/clinics/{demo}/people/", f"/clinics/{demo}/consent-texts/"):
+        assert http.get(path).status_code == 404
+    # Their own clinic works, so the 404 above is about the clinic, not the person.
+    assert http.get(f"/clinics/{cast.other_clinic.public_id}/people/").status_code == 200
+
+
+def test_client_portal_own_record_only(module_cast: Cast, db: None) -> None:
+    cast = module_cast
+    http = _http(cast, "client_user_a")
+    own, other = cast.client_a.public_id, cast.client_b.public_id
+    home = http.get("/me/")
+    assert home.status_code == 302 and home["Location"] == f"/me/{own}/"
+    for suffix in ("", "consent/", "access/"):
+        mine = http.get(f"/me/{own}/{suffix}")
+        # The portal shows no name, only "my care at <clinic>" and links to the record.
+        assert mine.status_code == 200 and str(own).encode() in mine.content
+        theirs = http.get(f"/me/{other}/{suffix}")
+        assert theirs.status_code == 404 and str(other).encode() not in theirs.content
