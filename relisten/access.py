@@ -186,8 +186,11 @@ def get_clinic_for_admin(user: User, raw_id: Any) -> Clinic:
 
 def get_membership_for_admin(user: User, raw_id: Any) -> Membership:
     public_id = _parse_id(raw_id)
+    # A client's role is clinical information (it says who is in therapy here): admins manage
+    # staff roles only, as the people page lists them; the therapist gives portal access.
     membership = (
         Membership.objects.filter(public_id=public_id, clinic__in=admin_clinics(user))
+        .exclude(role=Role.CLIENT)
         .select_related("user", "clinic")
         .first()
         if public_id

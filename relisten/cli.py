@@ -20,9 +20,15 @@ ALIASES = {
 
 def manage(argv: list[str]) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "relisten.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(argv)
+    try:
+        execute_from_command_line(argv)
+    except ImproperlyConfigured as error:
+        # A configuration mistake is the operator's to fix: say what, without a traceback.
+        print(f"relisten: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main() -> None:

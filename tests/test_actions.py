@@ -198,7 +198,7 @@ def tip() -> int:
 
 
 def snapshot() -> dict[str, list[dict[str, Any]]]:
-    return {m.__name__: list(m.objects.order_by("pk").values()) for m in AUDITED_MODELS}
+    return {m.__name__: list(m._default_manager.order_by("pk").values()) for m in AUDITED_MODELS}
 
 
 def _public_id(obj: models.Model | None) -> Any:

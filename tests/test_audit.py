@@ -37,7 +37,6 @@ from relisten.consent.models import Method, Purpose
 from relisten.core.personas import Cast
 
 
-
 @pytest.fixture(autouse=True)
 def fresh_audit_key() -> Iterator[None]:
     """audit_key() is cached per process; tests that change the key must not leak it."""
@@ -246,6 +245,11 @@ def test_unreadable_checkpoint_is_reported_kindly(cast: Cast, tmp_path: Path) ->
         call_command("audit", "verify", "--checkpoint", str(garbage))
 
 
+def test_checkpoint_to_an_unwritable_place_is_reported_kindly(cast: Cast, tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="could not write the checkpoint"):
+        call_command("audit", "checkpoint", "--out", str(tmp_path / "no-such-dir" / "c.json"))
+
+
 def test_checkpoint_of_a_broken_chain_is_refused(cast: Cast, tmp_path: Path) -> None:
     with attacker_sql() as cursor:
         cursor.execute("DELETE FROM audit_auditevent WHERE seq = 2")
@@ -297,7 +301,9 @@ def test_bad_key_values_are_refused(settings: SettingsWrapper, value: str) -> No
         audit_key()
 
 
-def test_init_key_creates_a_private_key_file_once(settings: SettingsWrapper, tmp_path: Path) -> None:
+def test_init_key_creates_a_private_key_file_once(
+    settings: SettingsWrapper, tmp_path: Path
+) -> None:
     path = tmp_path / "keys" / "audit.key"
     settings.AUDIT_KEY_HEX = None
     settings.AUDIT_KEY_FILE = path
@@ -408,7 +414,8 @@ def test_relisten_cli_checkpoint_catches_truncation(tmp_path: Path) -> None:
     database.close()
 
     plain = relisten("audit", "verify")
-    assert plain.returncode == 0, "a cut tail with a rewritten head looks intact without a checkpoint"
+    # Without a checkpoint, a cut tail with a rewritten head looks intact.
+    assert plain.returncode == 0 and "OK: 3 rows verified" in plain.stdout
     anchored = relisten("audit", "verify", "--checkpoint", str(checkpoint))
     assert anchored.returncode != 0
     assert "AUDIT TRAIL BROKEN at row 4" in anchored.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -21,8 +22,9 @@ from django.utils import timezone
 from relisten.accounts.models import Membership, User
 from relisten.audit.models import AuditEvent, AuditHead
 from relisten.audit.verify import verify_chain
-from relisten.clients.actions import create_client
+from relisten.clients.actions import create_client, give_portal_access
 from relisten.clients.models import Client, Episode, TherapySession
+from relisten.consent.actions import publish_consent_text
 from relisten.consent.models import ConsentDecision, ConsentText, Purpose
 from relisten.core.personas import Cast
 
@@ -235,6 +237,33 @@ def test_consent_attest_stale_wording(cast: Cast, signed_in: SignedIn) -> None:
     _shows(response, "The consent wording changed while you were on this page.")
 
 
+def _hidden(page: str, name: str) -> str:
+    match = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)"', page)
+    assert match, f"no hidden {name} on the page"
+    return html.unescape(match.group(1))
+
+
+def test_consent_attest_wording_published_meanwhile(cast: Cast, signed_in: SignedIn) -> None:
+    """The page remembers which wording it showed; a newer one is caught, then accepted."""
+    http = signed_in(cast.therapist_a)
+    url = f"/clients/{cast.client_a.public_id}/consent/"
+    shown = _hidden(http.get(url).content.decode(), "shown_versions")
+    assert f"{Purpose.RESEARCH.value}=1" in shown
+    publish_consent_text(actor=cast.admin, clinic=cast.clinic, purpose=Purpose.RESEARCH,
+                         body="Research wording, second version, read it again please.")
+    data = {"purpose": Purpose.RESEARCH.value, "decision": "grant", "paper_form_signed": "on",
+            "shown_versions": shown}
+    with nothing_saved():
+        stale = http.post(url, data)
+    assert stale.status_code == 200
+    _shows(stale, "The consent wording changed while you were on this page.")
+    refreshed = _hidden(stale.content.decode(), "shown_versions")
+    assert f"{Purpose.RESEARCH.value}=2" in refreshed
+    assert http.post(url, {**data, "shown_versions": refreshed}).status_code == 302
+    decision = ConsentDecision.objects.filter(client=cast.client_a).first()
+    assert decision is not None and decision.text.version == 2
+
+
 @pytest.mark.parametrize(("purpose", "data", "message"), [
     ("mind_reading", {"decision": "grant", "text_version": "1"},
      "That is not a consent choice we know."),
@@ -335,3 +364,12 @@ def test_audit_chain_intact_after_rolled_back_action(cast: Cast) -> None:
     create_client(actor=cast.therapist_a, clinic=cast.clinic, given_name="Whole",
                   family_name="Done")
     assert verify_chain().ok
+
+
+def test_portal_access_twice_is_refused(cast: Cast) -> None:
+    """Cora already signs in; a second account would silently lock her out of the first."""
+    with nothing_saved(), pytest.raises(ValueError):
+        give_portal_access(actor=cast.therapist_a, client=cast.client_a,
+                           username="cora.second", password=GOOD_PASSWORD)
+    cast.client_a.refresh_from_db()
+    assert cast.client_a.user == cast.client_user_a

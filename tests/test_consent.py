@@ -99,8 +99,8 @@ def test_latest_decision_wins_even_if_the_clock_went_backwards(cast: Cast) -> No
     ConsentDecision.objects.filter(pk=decision.pk).update(
         recorded_at=timezone.now() + dt.timedelta(hours=1))
     assert is_allowed(cast.client_a, Purpose.RESEARCH) is False
-    status = current_status(cast.client_a)
-    assert status[Purpose.RESEARCH] is not None and not status[Purpose.RESEARCH].granted
+    latest = current_status(cast.client_a)[Purpose.RESEARCH]
+    assert latest is not None and not latest.granted
 
 
 def test_decision_records_version_recorder_time_and_method(cast: Cast) -> None:

@@ -193,7 +193,9 @@ def test_staff_enrol_then_sign_in_with_code_and_recovery_code(cast: Cast) -> Non
     assert response.status_code == 200
     assert "That code is not valid" in response.content.decode()
     _unthrottle(therapist)
-    response = http.post(VERIFY + "?next=/clients/", {"code": _code(key, steps_ahead=1)})
+    # The app's next code (the step after the one used): valid, and exact even at a 30 s edge.
+    used_step = TOTPDevice.objects.get(user=therapist, confirmed=True).last_t
+    response = http.post(VERIFY + "?next=/clients/", {"code": _code(key, at=(used_step + 1) * 30)})
     assert response.status_code == 302
     assert response["Location"] == "/clients/"
     assert http.get("/").status_code == 200
@@ -255,6 +257,18 @@ def test_mfa_is_required_by_default_for_every_staff_role(cast: Cast) -> None:
         http = HttpClient()
         _sign_in(http, person.username)
         assert http.get("/")["Location"].startswith(SETUP), person.username
+
+
+def test_mfa_default_is_on_except_in_demo_mode(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("RELISTEN_REQUIRE_MFA", raising=False)
+    monkeypatch.delenv("RELISTEN_DEMO_MODE", raising=False)
+    assert _settings_for(monkeypatch, tmp_path)["REQUIRE_MFA"] is True
+    assert _settings_for(monkeypatch, tmp_path, RELISTEN_DEMO_MODE="1")["REQUIRE_MFA"] is False
+    demo_with_mfa = _settings_for(monkeypatch, tmp_path, RELISTEN_DEMO_MODE="1",
+                                  RELISTEN_REQUIRE_MFA="1")
+    assert demo_with_mfa["REQUIRE_MFA"] is True
 
 
 def test_api_refuses_unverified_staff_with_401_json(

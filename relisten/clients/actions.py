@@ -137,6 +137,9 @@ def update_session(*, actor: User, session: TherapySession, **values: Any) -> Th
 
 def give_portal_access(*, actor: User, client: Client, username: str, password: str) -> User:
     """Create the client's own sign-in (role: client) and link it to their record."""
+    if client.user_id is not None:
+        # Relinking would silently lock the client out of the sign-in they already use.
+        raise ValueError("this client already has a sign-in")
     with transaction.atomic():
         user = create_user(actor=actor, clinic=client.clinic, username=username,
                            password=password, roles=[Role.CLIENT])

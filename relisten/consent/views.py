@@ -14,7 +14,7 @@ from relisten.accounts.models import User
 from relisten.audit.log import record_read
 from relisten.clients.models import Client
 from relisten.consent import actions
-from relisten.consent.forms import AttestForm, ClientDecisionForm
+from relisten.consent.forms import AttestForm, ClientDecisionForm, encode_versions
 from relisten.consent.models import ConsentDecision, ConsentText, Method, Purpose
 from relisten.consent.policy import current_status, current_text
 
@@ -47,17 +47,22 @@ def client_consent(request: HttpRequest, client_id: str) -> HttpResponse:
     user = _user(request)
     client = access.get_client_for_user(user, client_id)
     can_treat = access.clients_for_user(user, Act.TREAT).filter(pk=client.pk).exists()
-    form = AttestForm(request.POST or None)
+    shown_now = encode_versions({p: t.version for p, t in _texts(client).items()})
+    form = AttestForm(request.POST or None, initial={"shown_versions": shown_now})
     if request.method == "POST":
         if not can_treat:
             client = access.get_client_for_user(user, client_id, Act.TREAT)  # raises
         if form.is_valid():
             purpose = form.cleaned_data["purpose"]
             text = current_text(client.clinic_id, purpose)
-            shown = form.cleaned_data.get("text_version")
+            shown = form.version_shown(purpose)
             if shown and shown != text.version:
                 form.add_error(None, "The consent wording changed while you were on this page. "
                                      "Check the new wording with the client and submit again.")
+                # The page now shows the new wording, so the next submission refers to it.
+                fresh = request.POST.copy()
+                fresh["shown_versions"], fresh["text_version"] = shown_now, ""
+                form.data = fresh
             else:
                 actions.record_decision(
                     actor=user, client=client, purpose=purpose,

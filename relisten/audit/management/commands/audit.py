@@ -61,8 +61,11 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         # Write then rename, so an interrupted run never leaves half a checkpoint behind.
         partial = out.with_name(out.name + ".partial")
-        partial.write_text(json.dumps(document, indent=2) + "\n")
-        os.replace(partial, out)
+        try:
+            partial.write_text(json.dumps(document, indent=2) + "\n")
+            os.replace(partial, out)
+        except OSError as error:
+            raise CommandError(f"could not write the checkpoint: {error}") from None
         self.stdout.write(f"Checkpoint at row {document['seq']} written to {out}. "
                           "Copy it somewhere the database's administrators cannot change.")
 

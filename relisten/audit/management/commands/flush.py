@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.commands.flush import Command as DjangoFlush
 from django.db import connections
-from django.test.utils import _TestState  # type: ignore[attr-defined]
+from django.test.utils import _TestState
 
 from relisten.audit.triggers import triggers_lifted
 
