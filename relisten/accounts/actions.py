@@ -31,10 +31,8 @@ def create_user(
         else:
             user.set_password(password)
         user.save()
-        record_event(
-            actor=actor, event_type="user.created", target=user, clinic=clinic,
-            changes={"username": username},
-        )
+        # No username in the row: client usernames often contain the client's name.
+        record_event(actor=actor, event_type="user.created", target=user, clinic=clinic)
         for role in roles:
             grant_role(actor=actor, clinic=clinic, user=user, role=role)
     return user

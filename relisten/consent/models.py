@@ -64,5 +64,6 @@ class ConsentDecision(models.Model):
     recorded_at = models.DateTimeField(db_index=True)
 
     class Meta:
-        ordering = ["-recorded_at", "-id"]
+        # Insertion order, as is_allowed() uses: a clock step must not reorder history.
+        ordering = ["-id"]
         indexes = [models.Index(fields=["client", "purpose", "-recorded_at"])]

@@ -55,7 +55,7 @@ def allow_orm_beside_playwright(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def browser(
     chromium_executable: Path,
-    audit_rows_removable_at_teardown: None,
+    transactional_db: None,
     allow_orm_beside_playwright: None,
 ) -> Iterator[Browser]:
     # Depending on the database fixtures makes pytest tear them down after the browser, so the
