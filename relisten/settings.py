@@ -41,7 +41,9 @@ try:
     _cooloff_minutes = env_int("RELISTEN_LOGIN_COOLOFF_MINUTES", 15, minimum=1, maximum=24 * 60)
     AUDIT_KEY_FILE = env_path("RELISTEN_AUDIT_KEY_FILE", DATA_DIR / "keys" / "audit.key")
     AUDIT_KEY_HEX = env_optional_str("RELISTEN_AUDIT_KEY")
-    TASKS_BACKEND = env_choice("RELISTEN_TASKS_BACKEND", "database", ("database", "rq", "immediate"))
+    TASKS_BACKEND = env_choice(
+        "RELISTEN_TASKS_BACKEND", "database", ("database", "rq", "immediate")
+    )
     REDIS_URL = env_str("RELISTEN_REDIS_URL", "redis://127.0.0.1:6379/0")
     TIME_ZONE = env_str("RELISTEN_TIME_ZONE", "UTC")
     _log_level = env_choice("RELISTEN_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -160,7 +162,9 @@ def _database(url: str) -> dict[str, Any]:
     try:
         config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=60))
     except ValueError as error:
-        raise ImproperlyConfigured(f"RELISTEN_DATABASE_URL is not a database URL: {error}") from None
+        raise ImproperlyConfigured(
+            f"RELISTEN_DATABASE_URL is not a database URL: {error}"
+        ) from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
         # WAL lets readers run beside the single writer; IMMEDIATE takes the write lock at BEGIN
         # so two writers wait (busy timeout) instead of failing halfway with "database is locked".

@@ -71,7 +71,7 @@ def _wrong_code(key: bytes) -> str:
 
 
 def _recovery_codes(html: str) -> list[str]:
-    return re.findall(r"<code>([0-9a-f]{8}-[0-9a-f]{8})</code>", html)
+    return re.findall(r"<code>([0-9a-f]{7}-[0-9a-f]{7})</code>", html)
 
 
 def _unthrottle(user: User) -> None:
@@ -537,3 +537,15 @@ def test_refuses_to_start_without_a_strong_secret(tmp_path: Path, secret: str | 
 def test_debug_mode_starts_without_a_secret(tmp_path: Path) -> None:
     result = _run_manage(["check"], {"RELISTEN_DEBUG": "1", "RELISTEN_DATA_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
+
+
+def test_recovery_codes_fit_the_token_column(cast: Cast) -> None:
+    """SQLite ignores varchar lengths; PostgreSQL does not. Codes must fit django-otp's column."""
+    from django_otp.plugins.otp_static.models import StaticToken
+
+    from relisten.accounts.mfa import regenerate_recovery_codes
+
+    limit = StaticToken._meta.get_field("token").max_length
+    codes = regenerate_recovery_codes(cast.therapist_a)
+    assert len(codes) == 10 and len(set(codes)) == 10
+    assert all(len(code) <= limit for code in codes)

@@ -32,7 +32,8 @@ class EnrolmentCodeForm(forms.Form):
 
 
 class NewPersonForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="What they type to sign in.")
+    username = forms.CharField(max_length=150, help_text="What they type to sign in.",
+                               validators=[User.username_validator])
     display_name = forms.CharField(max_length=150, label="Name shown to colleagues")
     email = forms.EmailField(required=False)
     roles = forms.MultipleChoiceField(

@@ -92,7 +92,9 @@ def check_enrolment_code(device: TOTPDevice, code: str) -> CodeCheck:
 def _new_recovery_codes(user: User) -> list[str]:
     StaticDevice.objects.filter(user=user).delete()
     device = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
-    codes = [f"{secrets.token_hex(4)}-{secrets.token_hex(4)}" for _ in range(RECOVERY_CODE_COUNT)]
+    # django-otp stores tokens in 16 characters: two groups of 7 hex digits (56 random bits).
+    codes = [f"{secrets.token_hex(4)[:7]}-{secrets.token_hex(4)[:7]}"
+             for _ in range(RECOVERY_CODE_COUNT)]
     for code in codes:
         StaticToken.objects.create(device=device, token=code)
     return codes

@@ -51,7 +51,9 @@ class Membership(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "clinic", "role"], name="one_role_once_per_clinic")
+            models.UniqueConstraint(
+                fields=["user", "clinic", "role"], name="one_role_once_per_clinic"
+            )
         ]
 
     def __str__(self) -> str:

@@ -142,7 +142,8 @@ def give_portal_access(*, actor: User, client: Client, username: str, password: 
         raise ValueError("this client already has a sign-in")
     with transaction.atomic():
         user = create_user(actor=actor, clinic=client.clinic, username=username,
-                           password=password, roles=[Role.CLIENT])
+                           password=password, roles=[Role.CLIENT],
+                           display_name=client.given_name)
         client.user = user
         client.save(update_fields=["user"])
         record_event(actor=actor, event_type="client.portal_access_given", target=client,

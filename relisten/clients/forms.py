@@ -48,7 +48,12 @@ class ClientForm(forms.Form):
 
 
 class NewClientForm(ClientForm):
-    clinic = PublicIdChoiceField(queryset=Clinic.objects.none(), empty_label=None)
+    clinic = PublicIdChoiceField(
+        queryset=Clinic.objects.none(), empty_label=None,
+        error_messages={"invalid_choice": "This clinic is not one you work in. Reload the page "
+                                          "and try again.",
+                        "required": "Choose a clinic."},
+    )
     supervisor = PublicIdChoiceField(
         queryset=User.objects.none(), required=False, empty_label="No supervisor"
     )
@@ -65,10 +70,6 @@ class NewClientForm(ClientForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if "clinic" in self.errors and self.fields["clinic"].widget.is_hidden:
-            # A hidden field's error would show nowhere; say it where the person will see it.
-            self.add_error(None, "This clinic is not one you work in. Reload the page and "
-                                 "try again.")
         supervisor, clinic = data.get("supervisor"), data.get("clinic")
         if supervisor and clinic and not supervisor.memberships.filter(
             clinic=clinic, role="supervisor", active=True

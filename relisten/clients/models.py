@@ -59,6 +59,10 @@ class Episode(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        # Ids only: str() may reach logs, and a client's name must not.
+        return f"Episode {self.public_id}"
+
     @property
     def is_open(self) -> bool:
         return self.end_date is None

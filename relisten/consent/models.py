@@ -52,6 +52,9 @@ class ConsentText(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.purpose} v{self.version}"
+
 
 class ConsentDecision(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -67,3 +70,6 @@ class ConsentDecision(models.Model):
         # Insertion order, as is_allowed() uses: a clock step must not reorder history.
         ordering = ["-id"]
         indexes = [models.Index(fields=["client", "purpose", "-recorded_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.purpose}: {'granted' if self.granted else 'refused'}"

@@ -18,6 +18,9 @@ from relisten.consent.forms import AttestForm, ClientDecisionForm, encode_versio
 from relisten.consent.models import ConsentDecision, ConsentText, Method, Purpose
 from relisten.consent.policy import current_status, current_text
 
+STALE_MESSAGE = ("The wording of this consent has just changed. Please read it again before "
+                 "deciding; nothing was saved.")
+
 
 def _user(request: HttpRequest) -> User:
     assert isinstance(request.user, User)
@@ -64,11 +67,16 @@ def client_consent(request: HttpRequest, client_id: str) -> HttpResponse:
                 fresh["shown_versions"], fresh["text_version"] = shown_now, ""
                 form.data = fresh
             else:
-                actions.record_decision(
-                    actor=user, client=client, purpose=purpose,
-                    granted=form.cleaned_data["decision"] == "grant",
-                    method=Method.PAPER_ATTESTED, text=text,
-                )
+                try:
+                    actions.record_decision(
+                        actor=user, client=client, purpose=purpose,
+                        granted=form.cleaned_data["decision"] == "grant",
+                        method=Method.PAPER_ATTESTED, text=text,
+                    )
+                except actions.StaleConsentText:
+                    # New wording was published between our check and the save.
+                    messages.error(request, STALE_MESSAGE)
+                    return redirect("clients:consent", client_id=client.public_id)
                 messages.success(request, f"Recorded: {Purpose(purpose).label}.")
                 return redirect("clients:consent", client_id=client.public_id)
     else:
@@ -106,8 +114,12 @@ def my_consent_decide(request: HttpRequest, record_id: str, purpose: str) -> Htt
                                 "again before deciding.")
         return redirect("portal:consent", record_id=client.public_id)
     granted = form.cleaned_data["decision"] == "grant"
-    actions.record_decision(actor=user, client=client, purpose=purpose, granted=granted,
-                            method=Method.CLIENT_ONLINE, text=text)
+    try:
+        actions.record_decision(actor=user, client=client, purpose=purpose, granted=granted,
+                                method=Method.CLIENT_ONLINE, text=text)
+    except actions.StaleConsentText:
+        messages.error(request, STALE_MESSAGE)
+        return redirect("portal:consent", record_id=client.public_id)
     label = Purpose(purpose).label
     messages.success(request, f"You agreed to: {label}." if granted
                      else f"Withdrawn: {label}. This applies from now on.")

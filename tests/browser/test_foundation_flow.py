@@ -67,7 +67,7 @@ def enrol_two_factor(page: Page, shots: Path) -> None:
     expect(page.locator("h1")).to_have_text("Your recovery codes")
     expect(page.get_by_text("Two-factor sign-in is on.")).to_be_visible()
     codes = page.locator(".codes code").all_inner_texts()
-    assert len(codes) == 10 and all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{8}", c) for c in codes)
+    assert len(codes) == 10 and all(re.fullmatch(r"[0-9a-f]{7}-[0-9a-f]{7}", c) for c in codes)
     page.screenshot(path=shots / "02-recovery-codes.png", full_page=True)
     page.click("text=I have saved them")
     expect(page.locator("h1")).to_have_text("Welcome, Tess Morgan")
