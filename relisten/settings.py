@@ -51,6 +51,19 @@ try:
     EMAIL_HOST = env_str("RELISTEN_EMAIL_HOST", "localhost")
     EMAIL_PORT = env_int("RELISTEN_EMAIL_PORT", 25, minimum=1, maximum=65535)
     DEFAULT_FROM_EMAIL = env_str("RELISTEN_EMAIL_FROM", "relisten@localhost")
+    # Media vault (recordings): where encrypted objects live and where the KEKs are.
+    MEDIA_STORAGE = env_choice("RELISTEN_MEDIA_STORAGE", "local", ("local", "s3"))
+    MEDIA_DIR = env_path("RELISTEN_MEDIA_DIR", DATA_DIR / "media")
+    UPLOAD_DIR = env_path("RELISTEN_UPLOAD_DIR", DATA_DIR / "uploads")
+    S3_BUCKET = env_str("RELISTEN_S3_BUCKET", "relisten-media")
+    S3_ENDPOINT_URL = env_optional_str("RELISTEN_S3_ENDPOINT_URL")
+    S3_REGION = env_optional_str("RELISTEN_S3_REGION")
+    S3_ACCESS_KEY_ID = env_optional_str("RELISTEN_S3_ACCESS_KEY_ID")
+    S3_SECRET_ACCESS_KEY = env_optional_str("RELISTEN_S3_SECRET_ACCESS_KEY")
+    KEK_FILE = env_path("RELISTEN_KEK_FILE", DATA_DIR / "keys" / "kek.json")
+    KEK_TEXT = env_optional_str("RELISTEN_KEK")
+    UPLOAD_MAX_BYTES = env_int("RELISTEN_UPLOAD_MAX_BYTES", 8 * 1024**3, minimum=1)
+    UPLOAD_EXPIRY_HOURS = env_int("RELISTEN_UPLOAD_EXPIRY_HOURS", 24, minimum=1, maximum=24 * 30)
 except SettingError as error:
     raise ImproperlyConfigured(str(error)) from None
 
@@ -116,6 +129,7 @@ INSTALLED_APPS = [
     "relisten.clients",
     "relisten.consent",
     "relisten.core",
+    "relisten.recordings",
 ]
 
 MIDDLEWARE = [
