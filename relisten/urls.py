@@ -15,5 +15,6 @@ urlpatterns = [
     path("", include("relisten.accounts.urls")),
     path("", include("relisten.clients.urls")),
     path("", include("relisten.clients.portal_urls")),
+    path("", include("relisten.recordings.urls")),
     path("api/v1/", api.urls),
 ]
