@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _settings_variables() -> set[str]:
     source = (ROOT / "relisten" / "settings.py").read_text()
-    return set(re.findall(r'"(RELISTEN_[A-Z_]+)"', source))
+    return set(re.findall(r'"(RELISTEN_[A-Z0-9_]+)"', source))
 
 
 def test_every_setting_is_in_env_example_and_readme() -> None:
