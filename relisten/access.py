@@ -25,7 +25,9 @@ from relisten.accounts.models import (
 )
 from relisten.audit.log import record_event_now
 from relisten.clients.models import Client, Episode, TherapySession
-from relisten.consent.models import ConsentText
+from relisten.consent.models import ConsentText, Purpose
+from relisten.consent.policy import is_allowed
+from relisten.recordings.models import Recording, State
 
 
 class Act(Enum):
@@ -166,6 +168,45 @@ def get_own_client_record(user: User, raw_id: Any) -> Client:
     if client is None:
         raise _deny(user, "own_record", raw_id)
     return client
+
+
+# ---- recordings ------------------------------------------------------------------------------
+
+def _clients_consenting(clients: QuerySet[Client], purpose: Purpose) -> list[int]:
+    """The clients among these whose consent for `purpose` is in force right now.
+
+    Asked through consent.policy, uncached, so a withdrawal stops the very next request.
+    """
+    return [client.pk for client in clients if is_allowed(client, purpose)]
+
+
+def recordings_for_user(user: User, act: Act = Act.VIEW) -> QuerySet[Recording]:
+    """READY recordings this user may play (VIEW) or erase (TREAT).
+
+    The treating therapist or trainee of the session's episode may do both. The episode's
+    supervisor may play them only while the client's "supervision review" consent is in force,
+    and the client may play their own only while "client access" consent is. Recordings that
+    are not READY are invisible to everyone.
+    """
+    if not user.is_authenticated:
+        return Recording.objects.none()
+    allowed = Q(session__episode__in=Episode.objects.filter(_treating_q(user)))
+    if act is Act.VIEW:
+        supervised = Episode.objects.filter(_supervising_q(user))
+        reviewable = _clients_consenting(
+            Client.objects.filter(episodes__in=supervised).distinct(), Purpose.SUPERVISION_REVIEW
+        )
+        allowed |= Q(session__episode__in=supervised.filter(client_id__in=reviewable))
+        own = _clients_consenting(own_client_records(user), Purpose.CLIENT_ACCESS)
+        allowed |= Q(session__episode__client_id__in=own)
+    return Recording.objects.filter(allowed, state=State.READY).distinct()
+
+
+def get_recording_for_user(user: User, raw_id: Any, act: Act = Act.VIEW) -> Recording:
+    view = recordings_for_user(user, Act.VIEW).select_related("session__episode__client__clinic")
+    chosen = recordings_for_user(user, act) if act is not Act.VIEW else view
+    recording: Recording = _get_visible(user, view, chosen, raw_id, "recording")
+    return recording
 
 
 # ---- clinic administration (no clinical content) ---------------------------------------------

@@ -15,6 +15,7 @@ ALIASES = {
     "worker": "relisten_worker",
     "demo": "load_demo",
     "audit": "audit",
+    "keys": "keys",
 }
 
 
@@ -39,6 +40,8 @@ def main() -> None:
               "  worker                  run the background job worker\n"
               "  demo                    load the demo clinic and print its sign-ins\n"
               "  audit verify|checkpoint|init-key   check or anchor the audit trail\n"
+              "  keys init|rotate|rewrap|status      manage the keys protecting recordings\n"
+              "  vault scrub|gc|recover|retention    check, clean up and apply retention to recordings\n"
               "  migrate, createsuperuser, check, ...   any Django management command")
         return
     command = ALIASES.get(args[0], args[0])

@@ -192,8 +192,9 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     record_read(actor=user, client=client, target=session,
                 role=access.relationship_to(user, client))
     can_treat = access.sessions_for_user(user, Act.TREAT).filter(pk=session.pk).exists()
+    recordings = access.recordings_for_user(user).filter(session=session)
     return render(request, "clients/session_detail.html", {
-        "session": session, "client": client, "can_treat": can_treat,
+        "session": session, "client": client, "can_treat": can_treat, "recordings": recordings,
     })
 
 

@@ -46,11 +46,14 @@ def keyring() -> Keyring:
     if path.exists():
         return load_keyring(path)
     if settings.DEBUG:
+        # A laptop demo gets a keyring on first use; production provisions one deliberately.
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         ring = new_keyring()
         save_keyring(ring, path)
         return ring
     raise ImproperlyConfigured(
-        f"No media key-encryption key: run `relisten keys init` (creates {path}) or set RELISTEN_KEK"
+        "No media key-encryption key: run `relisten keys init` "
+        f"(creates {path}) or set RELISTEN_KEK"
     )
 
 
@@ -82,7 +85,9 @@ def data_key(recording: Recording) -> bytes:
     ring = keyring()
     kek = ring.keys.get(recording.kek_version)
     if kek is None:
-        raise ImproperlyConfigured(f"KEK version {recording.kek_version} is missing from the keyring")
+        raise ImproperlyConfigured(
+            f"KEK version {recording.kek_version} is missing from the keyring"
+        )
     try:
         return unwrap_key(kek, bytes(recording.wrapped_key), str(recording.public_id))
     except IntegrityError:
