@@ -24,6 +24,7 @@ from urllib.parse import quote
 import pytest
 from django.db import transaction
 from django.test import Client as HttpClient
+from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.converters import IntConverter, UUIDConverter
 
@@ -31,7 +32,12 @@ from relisten.accounts.models import Membership, Role, User
 from relisten.audit.models import AuditEvent
 from relisten.consent.models import ConsentText, Purpose
 from relisten.core.personas import Cast, build_cast
+from relisten.lib.vault.keys import new_keyring, save_keyring
+from relisten.recordings import actions as recording_actions
+from relisten.recordings import vault
+from relisten.recordings.models import Kind, Recording, Upload
 from tests.conftest import PASSWORD, sign_in
+from tests.test_media_playback import make_recording
 
 ANON = "anonymous"
 PERSONAS = (
@@ -41,7 +47,9 @@ PERSONAS = (
 SIGN_IN = "/accounts/sign-in/"
 DENIAL_EVENTS = {"authz.denied", "authz.forbidden"}
 # Namespaces whose pages show a client's clinical record (the portal is the client's own).
-CLINICAL = {"clients", "api"}
+CLINICAL = {"clients", "api", "recordings"}
+# What a look at clinical content leaves in the client's access log (playing a recording is one).
+READ_EVENTS = {"record.viewed", "recording.played"}
 CLIENTS = {"cora": "client_a", "colin": "client_b", "tomas": "trainee_client"}
 
 
@@ -91,20 +99,24 @@ class Row:
     target: str  # whose object, for test ids
     kwargs: Kwargs
     expect: dict[str, int]
-    method: str = "GET"
+    method: str = "GET"  # also HEAD, PATCH, DELETE (tus)
     data: Data = field(default=lambda cast: {})
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = ""  # PATCH: data() must then hold {"body": bytes}
 
     @property
     def is_api(self) -> bool:
         return self.route.startswith("api:")
 
 
-def expect(allowed: dict[str, int], *, api: bool = False) -> dict[str, int]:
+def expect(
+    allowed: dict[str, int], *, api: bool = False, anon: int | None = None
+) -> dict[str, int]:
     """Everyone not named gets 404; anonymous visitors are sent to sign in (API: 401)."""
     unknown = set(allowed) - set(PERSONAS)
     assert not unknown, unknown
     table = {persona: allowed.get(persona, 404) for persona in PERSONAS}
-    table[ANON] = 401 if api else 302
+    table[ANON] = anon if anon is not None else (401 if api else 302)
     return table
 
 
@@ -290,7 +302,74 @@ def _api_rows() -> list[Row]:
     ]
 
 
-ROWS = _clinical_rows() + _admin_rows() + _portal_rows() + _api_rows()
+def _recording(cast: Cast, which: str) -> dict[str, Any]:
+    client = cast.client_a if which == "a" else cast.client_b
+    found = Recording.objects.get(session__episode__client=client, state="ready")
+    return {"recording_id": found.public_id}
+
+
+def _upload(cast: Cast, which: str) -> dict[str, Any]:
+    client = cast.client_a if which == "a" else cast.client_b
+    return {"upload_id": Upload.objects.get(recording__session__episode__client=client).public_id}
+
+
+TUS = {"Tus-Resumable": "1.0.0"}
+PATCH_TYPE = "application/offset+octet-stream"
+
+
+def _recording_rows() -> list[Row]:
+    # Cora has consented to supervision review and to seeing her own recordings; Colin has not.
+    a_play = expect({"therapist_a": 200, "supervisor": 200, "client_user_a": 200})
+    a_erase = expect({"therapist_a": 200, "supervisor": 403, "client_user_a": 403})
+    a_erase_post = expect({"therapist_a": 302, "supervisor": 403, "client_user_a": 403})
+    # Uploads belong to the therapist who started them; the tus server answers 401, not a
+    # sign-in redirect, to a visitor who is not signed in.
+    a_upload = expect({"therapist_a": 200}, anon=401)
+    a_upload_changed = expect({"therapist_a": 204}, anon=401)
+    return [
+        Row("recordings:media", "cora", _pick(_recording, "a"), a_play),
+        Row("recordings:media", "colin", _pick(_recording, "b"), expect({"therapist_b": 200})),
+        Row("recordings:erase", "cora", _pick(_recording, "a"), a_erase),
+        Row("recordings:erase", "colin", _pick(_recording, "b"), expect({"therapist_b": 200})),
+        Row(
+            "recordings:erase",
+            "cora",
+            _pick(_recording, "a"),
+            a_erase_post,
+            method="POST",
+            data=lambda c: {"confirm": "on"},
+        ),
+        Row("recordings:upload", "cora", _pick(_upload, "a"), a_upload, method="HEAD", headers=TUS),
+        Row(
+            "recordings:upload",
+            "colin",
+            _pick(_upload, "b"),
+            expect({"therapist_b": 200}, anon=401),
+            method="HEAD",
+            headers=TUS,
+        ),
+        Row(
+            "recordings:upload",
+            "cora",
+            _pick(_upload, "a"),
+            a_upload_changed,
+            method="PATCH",
+            headers={**TUS, "Upload-Offset": "0"},
+            content_type=PATCH_TYPE,
+            data=lambda c: {"body": b"first bytes of a recording"},
+        ),
+        Row(
+            "recordings:upload",
+            "cora",
+            _pick(_upload, "a"),
+            a_upload_changed,
+            method="DELETE",
+            headers=TUS,
+        ),
+    ]
+
+
+ROWS = _clinical_rows() + _admin_rows() + _portal_rows() + _api_rows() + _recording_rows()
 
 
 def _row_id(row: Row) -> str:
@@ -300,11 +379,39 @@ def _row_id(row: Row) -> str:
 # ---- fixtures --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def module_cast(django_db_setup: None, django_db_blocker: Any) -> Iterator[Cast]:
-    """The cast, once per module; rolled back at the end so other modules start clean."""
-    with django_db_blocker.unblock(), transaction.atomic():
-        yield build_cast(PASSWORD)
+def module_cast(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cast]:
+    """The cast, once per module; rolled back at the end so other modules start clean.
+
+    With a vault of its own: one READY recording and one upload in progress for Cora's and
+    for Colin's first session.
+    """
+    root = tmp_path_factory.mktemp("matrix-vault")
+    (root / "keys").mkdir()
+    save_keyring(new_keyring(), root / "keys" / "kek.json")
+    vault_settings = override_settings(
+        MEDIA_STORAGE="local",
+        MEDIA_DIR=root / "media",
+        KEK_FILE=root / "keys" / "kek.json",
+        KEK_TEXT=None,
+        UPLOAD_DIR=root / "uploads",
+    )
+    with django_db_blocker.unblock(), vault_settings, transaction.atomic():
+        vault.store.cache_clear()
+        cast = build_cast(PASSWORD)
+        for client, therapist in (
+            (cast.client_a, cast.therapist_a),
+            (cast.client_b, cast.therapist_b),
+        ):
+            session = client.episodes.get().sessions.get(number=1)
+            make_recording(session, b"recorded session " * 4000, created_by=therapist, scratch=root)
+            recording_actions.create_upload(
+                actor=therapist, session=session, kind=Kind.AUDIO, length=100_000
+            )
+        yield cast
         transaction.set_rollback(True)
+    vault.store.cache_clear()
 
 
 def _http(cast: Cast, persona: str) -> HttpClient:
@@ -317,8 +424,16 @@ def _http(cast: Cast, persona: str) -> HttpClient:
 
 def _send(http: HttpClient, row: Row, url: str, cast: Cast) -> Any:
     if row.method == "POST":
-        return http.post(url, row.data(cast))
-    return http.get(url)
+        return http.post(url, row.data(cast), headers=row.headers)
+    if row.method == "HEAD":
+        return http.head(url, headers=row.headers)
+    if row.method == "PATCH":
+        return http.patch(
+            url, row.data(cast)["body"], content_type=row.content_type, headers=row.headers
+        )
+    if row.method == "DELETE":
+        return http.delete(url, headers=row.headers)
+    return http.get(url, headers=row.headers)
 
 
 def _swap_ids(kwargs: dict[str, Any], route: Route) -> dict[str, Any]:
@@ -368,7 +483,7 @@ def test_matrix(row: Row, persona: str, module_cast: Cast, db: None) -> None:
     if persona == ANON:
         if row.is_api:
             assert response.json() == {"detail": "Unauthorized"}
-        else:
+        elif wanted == 302:
             assert response["Location"] == f"{SIGN_IN}?next={quote(url)}"
         assert new_events == [], "an anonymous request changed or read something"
         return
@@ -395,13 +510,15 @@ def test_matrix(row: Row, persona: str, module_cast: Cast, db: None) -> None:
         # Every look at a clinical record shows up in the client's own access log.
         client = getattr(cast, CLIENTS[row.target])
         assert any(
-            e.event_type == "record.viewed" and e.actor_id == getattr(cast, persona).public_id
+            e.event_type in READ_EVENTS
+            and e.actor_id == getattr(cast, persona).public_id
             and e.client_id == client.public_id
             for e in new_events
         ), f"{persona} read {route.route} and left no record.viewed row"
-    if wanted in (200, 302) and row.method == "POST":
+    # (Appending bytes with PATCH is progress, not a change on record; its start and end are.)
+    if wanted in (200, 204, 302) and row.method in {"POST", "DELETE"}:
         assert new_events and not ({e.event_type for e in new_events} & DENIAL_EVENTS), (
-            f"allowed POST to {route.route} as {persona} wrote {new_events}"
+            f"allowed {row.method} to {route.route} as {persona} wrote {new_events}"
         )
 
 
@@ -421,9 +538,17 @@ def test_every_id_route_has_rows() -> None:
 def test_matrix_is_not_vacuous() -> None:
     # The discovery must see the known routes; an empty resolver walk would pass everything.
     discovered = id_routes()
-    assert {"clients:detail", "portal:record", "accounts:clinic_people",
-            "api:get_client"} <= set(discovered)
-    allowed = [row for row in ROWS if {200, 302} & {row.expect[p] for p in PERSONAS if p != ANON}]
+    assert {
+        "clients:detail",
+        "portal:record",
+        "accounts:clinic_people",
+        "api:get_client",
+        "recordings:media",
+        "recordings:upload",
+    } <= set(discovered)
+    allowed = [
+        row for row in ROWS if {200, 204, 302} & {row.expect[p] for p in PERSONAS if p != ANON}
+    ]
     assert len(allowed) >= len(ROWS) - 2  # only the client-role rows allow nobody
 
 
