@@ -26,10 +26,10 @@ run: $(STAMP)
 	$(BIN)/relisten serve --with-worker
 
 lint: $(STAMP)
-	$(BIN)/ruff check relisten tests scripts
+	$(BIN)/ruff check relisten tests scripts bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy relisten
+	$(BIN)/mypy relisten bench
 
 pytest: $(STAMP)
 	$(BIN)/pytest

@@ -27,7 +27,7 @@ from relisten.audit.log import record_event_now
 from relisten.clients.models import Client, Episode, TherapySession
 from relisten.consent.models import ConsentText, Purpose
 from relisten.consent.policy import is_allowed
-from relisten.recordings.models import Recording, State
+from relisten.recordings.models import Recording, State, Upload
 
 
 class Act(Enum):
@@ -266,3 +266,22 @@ def relationship_to(user: User, client: Client) -> str:
     if any(episode.supervisor_id == user.pk for episode in episodes):
         return "supervisor"
     return "staff"
+
+
+def get_upload_for_user(user: User, raw_id: Any) -> Upload:
+    """The user's own unfinished upload to a session they treat; anything else is answered
+    like a missing one (404) and audited."""
+    public_id = _parse_id(raw_id)
+    upload = (
+        Upload.objects.filter(
+            public_id=public_id, recording__created_by=user,
+            recording__session__in=sessions_for_user(user, Act.TREAT),
+        )
+        .select_related("recording__session__episode__client__clinic")
+        .first()
+        if public_id
+        else None
+    )
+    if upload is None:
+        raise _deny(user, "upload", raw_id)
+    return upload

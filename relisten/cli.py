@@ -41,7 +41,7 @@ def main() -> None:
               "  demo                    load the demo clinic and print its sign-ins\n"
               "  audit verify|checkpoint|init-key   check or anchor the audit trail\n"
               "  keys init|rotate|rewrap|status      manage the keys protecting recordings\n"
-              "  vault scrub|gc|recover|retention    check, clean up and apply retention to recordings\n"
+              "  vault scrub|gc|recover|retention    check recordings, clean up, apply retention\n"
               "  migrate, createsuperuser, check, ...   any Django management command")
         return
     command = ALIASES.get(args[0], args[0])

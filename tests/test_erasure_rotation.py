@@ -67,6 +67,23 @@ def test_erase_shreds_the_key_and_deletes_the_object(
     assert len(events("recording.erased")) == 1
 
 
+def test_gc_retries_an_object_delete_that_failed_after_erasure(
+    cast: Cast, vault_env: VaultEnv, tmp_path: Path
+) -> None:
+    from relisten.recordings.actions import collect_expired_uploads
+
+    recording = make_recording(first_session(cast), b"x" * 5000, created_by=cast.therapist_a)
+    path = vault_env.object_path(recording)
+    copy = tmp_path / "left-behind.rlv"
+    shutil.copyfile(path, copy)
+    erasure.erase_recording(actor=cast.therapist_a, recording=recording)
+    # Simulate the after-commit delete failing: the object is still in storage.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(copy, path)
+    done = collect_expired_uploads()
+    assert done.orphan_objects == 1 and not path.exists()
+
+
 def test_an_old_backup_of_the_object_cannot_be_decrypted_or_served(
     cast: Cast,
     vault_env: VaultEnv,

@@ -62,7 +62,8 @@ class RequireMfaMiddleware:
             or not needs_second_factor(user)
         ):
             return None
-        if request.path.startswith("/api/"):
+        if request.path.startswith(("/api/", "/uploads/")):
+            # Programmatic clients (the API, tus uploads) cannot follow a redirect to a form.
             return JsonResponse(
                 {"detail": "Two-factor sign-in required. Sign in on the web page first."},
                 status=401,

@@ -412,7 +412,8 @@ def _sweep_orphan_files(done: Collected) -> None:
 
 
 def _sweep_orphan_objects(done: Collected) -> None:
-    """Objects of FAILED recordings, or of rows that are gone (a crash after put_file)."""
+    """Objects of FAILED or ERASED recordings (an erasure whose delete failed after commit is
+    retried here), or of rows that are gone (a crash after put_file)."""
     objects = store()
     by_id: dict[str, str] = {}
     for name in objects.names("recordings/"):
@@ -426,7 +427,7 @@ def _sweep_orphan_objects(done: Collected) -> None:
     known = {str(public_id): state for public_id, state in states.items()}
     for recording_id, name in by_id.items():
         state = known.get(recording_id)
-        if state is None or state == State.FAILED:
+        if state is None or state in (State.FAILED, State.ERASED):
             objects.delete(name)
             done.orphan_objects += 1
             if state == State.FAILED:

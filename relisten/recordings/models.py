@@ -82,6 +82,9 @@ class Upload(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
 
+    def __str__(self) -> str:
+        return f"Upload {self.public_id} at {self.offset}"
+
 
 class RetentionRule(models.Model):
     """Per clinic: delete recordings of a kind N days after the session or after discharge."""

@@ -21,9 +21,9 @@ from django.urls import reverse
 from django.utils.http import http_date
 from django.views.decorators.cache import never_cache
 
-from relisten.access import Act, get_session_for_user, sessions_for_user
+from relisten import access
+from relisten.access import Act, get_session_for_user
 from relisten.accounts.models import User
-from relisten.audit.log import record_event_now
 from relisten.recordings import actions
 from relisten.recordings.models import Kind, Upload
 
@@ -172,24 +172,6 @@ def upload_create(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def get_upload_for_user(user: User, raw_id: Any) -> Upload:
-    """The user's own upload to a session they treat; anything else is answered like a missing
-    one and audited. (Belongs in relisten/access.py beside get_session_for_user.)"""
-    upload = (
-        Upload.objects.filter(
-            public_id=raw_id, recording__created_by=user,
-            recording__session__in=sessions_for_user(user, Act.TREAT),
-        )
-        .select_related("recording__session__episode__client__clinic")
-        .first()
-    )
-    if upload is None:
-        record_event_now(actor=user, event_type="authz.denied",
-                         changes={"object_type": "upload", "object_id": str(raw_id)[:64]})
-        raise actions.UploadGone("Not found")
-    return upload
-
-
 def _state_headers(response: HttpResponse, upload: Upload) -> HttpResponse:
     response["Upload-Offset"] = str(upload.offset)
     if upload.length is None:
@@ -211,7 +193,7 @@ def upload(request: HttpRequest, upload_id: uuid.UUID) -> HttpResponse:
     user = request.user
     assert isinstance(user, User)
     if method == "HEAD":
-        found = actions.resync_upload(get_upload_for_user(user, upload_id))
+        found = actions.resync_upload(access.get_upload_for_user(user, upload_id))
         recording = found.recording
         response = _state_headers(_plain(200), found)
         response["Upload-Metadata"] = _encode_metadata({
@@ -222,7 +204,7 @@ def upload(request: HttpRequest, upload_id: uuid.UUID) -> HttpResponse:
     if method == "PATCH":
         return _patch(request, user, upload_id)
     if method == "DELETE":
-        actions.terminate_upload(actor=user, upload=get_upload_for_user(user, upload_id))
+        actions.terminate_upload(actor=user, upload=access.get_upload_for_user(user, upload_id))
         return _plain(204)
     return _plain(405, "Use HEAD, PATCH or DELETE on an upload.")
 
@@ -233,7 +215,7 @@ def _patch(request: HttpRequest, user: User, upload_id: uuid.UUID) -> HttpRespon
     offset = _number(request, "Upload-Offset")
     if offset is None:
         raise actions.UploadRefused("Upload-Offset is required.")
-    found = get_upload_for_user(user, upload_id)
+    found = access.get_upload_for_user(user, upload_id)
     body_length = _number(request, "Content-Length")
     result = actions.append_upload(
         actor=user, upload=found, offset=offset, body=_body(request),
