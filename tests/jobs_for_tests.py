@@ -10,3 +10,8 @@ RAN: list[str] = []
 @task()
 def note_ran(item_id: str) -> None:
     RAN.append(item_id)
+
+
+@task()
+def note_tick() -> None:
+    RAN.append("tick")

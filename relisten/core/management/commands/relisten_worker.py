@@ -17,6 +17,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         backend = settings.TASKS_BACKEND
+        if not options["burst"] and backend != "immediate":
+            from relisten.core.periodic import start_scheduler
+
+            start_scheduler()
         if backend == "database":
             extra = ["--batch"] if options["burst"] else []
             call_command("db_worker", *extra)
