@@ -733,3 +733,259 @@ def test_video_needs_video_consent_and_cannot_pass_as_audio(
     ready = Recording.objects.get(public_id=recording_id)
     assert ready.state == State.READY, ready.failure
     assert ready.video_codec and ready.content_type == "video/webm" and ready.remuxed
+
+
+# ---- no nonce reuse after a cut-back: re-keying ---------------------------------------------
+
+
+def _state(url: str) -> tuple[bytes, bytes, int, int]:
+    """(header, wrapped key, next counter, staged size) as committed."""
+    upload = Upload.objects.select_related("recording").get(public_id=upload_id(url))
+    return (bytes(upload.header), bytes(upload.recording.wrapped_key or b""),
+            upload.next_counter, upload.staged_size)
+
+
+def _crash_residue(url: str, part: Path, plaintext: bytes) -> dict[tuple[bytes, int], bytes]:
+    """Append what a PATCH that died before its commit would have left: `plaintext` sealed
+    with the committed key, header and counter. Returns {(nonce prefix, counter): chunk
+    plaintext} for the chunks it sealed."""
+    from relisten.lib.vault.stream import Encryptor, Header, open_blob
+    from relisten.recordings.vault import data_key
+
+    upload = Upload.objects.select_related("recording").get(public_id=upload_id(url))
+    key = data_key(upload.recording)
+    header = Header.parse(bytes(upload.header))
+    context = f"upload:{upload.public_id}".encode()
+    pending = open_blob(key, bytes(upload.pending_sealed), context) if upload.pending_sealed \
+        else b""
+    encryptor = Encryptor(key, header, upload.next_counter, pending)
+    sealed = encryptor.update(plaintext)
+    assert encryptor.next_counter > upload.next_counter  # the residue really used nonces
+    with open(part, "ab") as handle:
+        handle.write(sealed)
+    stream = pending + plaintext
+    return {(header.nonce_prefix, upload.next_counter + i): stream[i * header.chunk_size:
+                                                                   (i + 1) * header.chunk_size]
+            for i in range(encryptor.next_counter - upload.next_counter)}
+
+
+def _object_nonce_uses(recording: Recording, data: bytes) -> dict[tuple[bytes, int], bytes]:
+    """{(nonce prefix, counter): chunk plaintext} of the stored object."""
+    from relisten.lib.vault.stream import CHUNK_SIZE, Header
+
+    recording.refresh_from_db()
+    prefix = Header.parse(store().read_range(recording.object_name, 0, HEADER_SIZE)).nonce_prefix
+    count = max(1, -(-len(data) // CHUNK_SIZE))
+    return {(prefix, i): data[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE] for i in range(count)}
+
+
+def _committed_nonce_uses(header: bytes, data: bytes, counters: int) -> dict[tuple[bytes, int],
+                                                                            bytes]:
+    from relisten.lib.vault.stream import CHUNK_SIZE, Header
+
+    prefix = Header.parse(header).nonce_prefix
+    return {(prefix, i): data[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE] for i in range(counters)}
+
+
+def _assert_no_nonce_reuse(*uses: dict[tuple[bytes, int], bytes]) -> None:
+    seen: dict[tuple[bytes, int], bytes] = {}
+    for use in uses:
+        for nonce, chunk in use.items():
+            assert seen.setdefault(nonce, chunk) == chunk, f"nonce {nonce!r} sealed two texts"
+
+
+@pytest.mark.parametrize("resume_with", ["head", "patch"])
+def test_cut_back_of_sealed_bytes_rekeys_before_different_bytes_arrive(
+    resume_with: str, cast: Cast, tess: HttpClient, vault: dict[str, Path],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    data = wav_bytes(10)  # 320 KB: five 64 KiB chunks
+    url = location(create(tess, first_session(cast), length=len(data)))
+    recording_id = recording_of(url).public_id
+    assert patch(tess, url, 0, data[:150_000]).status_code == 204
+    part = vault["uploads"] / f"{upload_id(url)}.part"
+    header, wrapped, counter, staged = _state(url)
+    assert counter == 2
+    # The crashed request sealed DIFFERENT bytes at the same offset than will now be sent.
+    crashed = _crash_residue(url, part, os.urandom(140_000))
+    assert part.stat().st_size > staged
+
+    if resume_with == "head":
+        assert head_offset(tess, url) == 150_000
+        assert part.stat().st_size == staged
+    assert patch(tess, url, 150_000, data[150_000:200_000]).status_code == 204
+
+    new_header, new_wrapped, _, _ = _state(url)
+    assert new_header != header and new_wrapped != wrapped
+    assert new_header[-7:] != header[-7:]  # a new random nonce prefix
+    [event] = AuditEvent.objects.filter(event_type="recording.upload_rekeyed")
+    assert event.changes["cut_bytes"] == sum(len(c) + 16 for c in crashed.values())
+    assert list(vault["uploads"].glob("*.rekey")) == []
+
+    upload_all(tess, url, data, django_capture_on_commit_callbacks, random.Random(9))
+    recording = Recording.objects.get(public_id=recording_id)
+    assert recording.state == State.READY, recording.failure
+    assert plaintext_sha(recording) == hashlib.sha256(data).hexdigest()
+    # Every (nonce prefix, counter) ever used sealed one plaintext only: the committed chunks
+    # under the old header, the crashed request's chunks, and the final object's.
+    _assert_no_nonce_reuse(_committed_nonce_uses(header, data, counter), crashed,
+                           _object_nonce_uses(recording, data))
+    assert _object_nonce_uses(recording, data).keys().isdisjoint(crashed.keys())
+
+
+def test_cut_back_that_removes_nothing_does_not_rekey(
+    cast: Cast, tess: HttpClient, vault: dict[str, Path],
+) -> None:
+    url = location(create(tess, first_session(cast), length=400_000))
+    assert patch(tess, url, 0, os.urandom(150_000)).status_code == 204
+    before = _state(url)
+    assert head_offset(tess, url) == 150_000
+    assert patch(tess, url, 150_000, os.urandom(100_000)).status_code == 204
+    after = _state(url)
+    assert after[:2] == before[:2]  # same header and key: nothing was cut, nothing reused
+    assert after[2] > before[2]
+    assert not AuditEvent.objects.filter(event_type="recording.upload_rekeyed").exists()
+
+
+def test_residue_of_an_upload_with_nothing_committed_rekeys(
+    cast: Cast, tess: HttpClient, vault: dict[str, Path],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    data = wav_bytes(3)
+    url = location(create(tess, first_session(cast), length=len(data)))
+    header, wrapped, _, staged = _state(url)
+    assert staged == 0
+    part = vault["uploads"] / f"{upload_id(url)}.part"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(header)  # the crashed first PATCH wrote the header, never committed
+    crashed = _crash_residue(url, part, os.urandom(70_000))
+    assert head_offset(tess, url) == 0
+    assert not part.exists() or part.stat().st_size == 0
+    assert _state(url)[:2] != (header, wrapped)
+    upload_all(tess, url, data, django_capture_on_commit_callbacks, random.Random(10))
+    recording = Recording.objects.filter(created_by=cast.therapist_a).get()
+    assert recording.state == State.READY, recording.failure
+    _assert_no_nonce_reuse(crashed, _object_nonce_uses(recording, data))
+
+
+def test_refused_patch_that_sealed_bytes_rekeys(
+    cast: Cast, tess: HttpClient, vault: dict[str, Path], settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.UPLOAD_MAX_BYTES = 300_000
+    data = wav_bytes(8)  # 256 KB
+    url = location(create(tess, first_session(cast), length=None))
+    assert patch(tess, url, 0, data[:100_000]).status_code == 204
+    header, wrapped, _, staged = _state(url)
+    upload = Upload.objects.get(public_id=upload_id(url))
+    # A body of unknown length that turns out too big, after some of it was sealed.
+    with pytest.raises(actions.TooLarge):
+        actions.append_upload(actor=cast.therapist_a, upload=upload, offset=100_000,
+                              body=iter([os.urandom(150_000), os.urandom(150_000)]),
+                              body_length=None, checksum=None, new_length=None)
+    part = vault["uploads"] / f"{upload_id(url)}.part"
+    assert part.stat().st_size == staged
+    new_header, new_wrapped, _, new_staged = _state(url)
+    assert new_header != header and new_wrapped != wrapped and new_staged == staged
+    response = patch(tess, url, 100_000, data[100_000:], {"Upload-Length": str(len(data))},
+                     capture=django_capture_on_commit_callbacks)
+    assert response.status_code == 204
+    recording = Recording.objects.filter(created_by=cast.therapist_a).get()
+    assert recording.state == State.READY, recording.failure
+    assert plaintext_sha(recording) == hashlib.sha256(data).hexdigest()
+
+
+class _PowerCut(Exception):
+    pass
+
+
+def test_rekey_cut_short_after_its_commit_is_finished_by_the_next_request(
+    cast: Cast, tess: HttpClient, vault: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from relisten.recordings import staging
+
+    data = wav_bytes(10)
+    url = location(create(tess, first_session(cast), length=len(data)))
+    assert patch(tess, url, 0, data[:200_000]).status_code == 204
+    part = vault["uploads"] / f"{upload_id(url)}.part"
+    header, _, _, staged = _state(url)
+    _crash_residue(url, part, os.urandom(100_000))
+
+    def power_cut(upload_id: object) -> None:
+        raise _PowerCut  # after the transaction, before the swap
+
+    monkeypatch.setattr(staging, "install_rekeyed", power_cut)
+    with pytest.raises(_PowerCut):
+        tess.head(url, headers=TUS)
+    monkeypatch.undo()
+    committed = _state(url)
+    assert committed[0] != header  # the database already names the new header ...
+    rekeyed = vault["uploads"] / f"{upload_id(url)}.rekey"
+    assert rekeyed.read_bytes()[:HEADER_SIZE] == committed[0]  # ... which only U.rekey has
+    assert part.stat().st_size > staged
+
+    assert head_offset(tess, url) == 200_000  # settles: U.rekey goes in place, no new key
+    assert _state(url) == committed and not rekeyed.exists()
+    assert part.read_bytes()[:HEADER_SIZE] == committed[0] and part.stat().st_size == staged
+    upload_all(tess, url, data, django_capture_on_commit_callbacks, random.Random(11))
+    recording = Recording.objects.filter(created_by=cast.therapist_a).get()
+    assert recording.state == State.READY, recording.failure
+    assert plaintext_sha(recording) == hashlib.sha256(data).hexdigest()
+
+
+def test_rekey_cut_short_before_its_commit_is_dropped_and_redone(
+    cast: Cast, tess: HttpClient, vault: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    data = wav_bytes(10)
+    url = location(create(tess, first_session(cast), length=len(data)))
+    assert patch(tess, url, 0, data[:200_000]).status_code == 204
+    part = vault["uploads"] / f"{upload_id(url)}.part"
+    before = _state(url)
+    crashed = _crash_residue(url, part, os.urandom(100_000))
+
+    def power_cut(*args: object) -> None:
+        raise _PowerCut  # U.rekey is written, the transaction never commits
+
+    monkeypatch.setattr(actions, "_save_rekeyed", power_cut)
+    with pytest.raises(_PowerCut):
+        tess.head(url, headers=TUS)
+    monkeypatch.undo()
+    assert _state(url) == before  # the database still describes U.part under the old key
+    rekeyed = vault["uploads"] / f"{upload_id(url)}.rekey"
+    assert rekeyed.exists()
+
+    assert head_offset(tess, url) == 200_000  # drops the stale U.rekey, re-keys afresh
+    after = _state(url)
+    assert after[0] != before[0] and after[1] != before[1]
+    assert not rekeyed.exists() and part.read_bytes()[:HEADER_SIZE] == after[0]
+    upload_all(tess, url, data, django_capture_on_commit_callbacks, random.Random(12))
+    recording = Recording.objects.filter(created_by=cast.therapist_a).get()
+    assert recording.state == State.READY, recording.failure
+    assert plaintext_sha(recording) == hashlib.sha256(data).hexdigest()
+    _assert_no_nonce_reuse(_committed_nonce_uses(before[0], data, before[2]), crashed,
+                           _object_nonce_uses(recording, data))
+
+
+def test_damaged_staging_found_while_rekeying_fails_the_upload_kindly(
+    cast: Cast, tess: HttpClient, vault: dict[str, Path],
+) -> None:
+    url = location(create(tess, first_session(cast), length=400_000))
+    assert patch(tess, url, 0, os.urandom(200_000)).status_code == 204
+    part = vault["uploads"] / f"{upload_id(url)}.part"
+    recording_id = recording_of(url).public_id
+    with open(part, "r+b") as handle:  # bit rot in a committed chunk
+        handle.seek(HEADER_SIZE + 70_000)
+        byte = handle.read(1)
+        handle.seek(HEADER_SIZE + 70_000)
+        handle.write(bytes([byte[0] ^ 1]))
+    _crash_residue(url, part, os.urandom(100_000))
+    response = tess.head(url, headers=TUS)
+    assert response.status_code == 404
+    recording = Recording.objects.get(public_id=recording_id)
+    assert recording.state == State.FAILED and recording.failure == actions.DAMAGED
+    assert recording.wrapped_key is None
+    assert leftovers(vault) == []
+    assert AuditEvent.objects.filter(event_type="vault.integrity_failure",
+                                     target_id=str(recording_id)).exists()

@@ -25,6 +25,7 @@ from relisten.lib.vault.stream import (
     ciphertext_size,
     new_data_key,
     open_blob,
+    open_unfinished,
     seal_blob,
     verify_all,
 )
@@ -463,3 +464,48 @@ def test_blob_rejects_wrong_context_key_or_damage(
     blob = seal_blob(KEY, b"pending tail", b"recording-1/upload")
     with pytest.raises(IntegrityError):
         open_blob(key, change(blob), context)
+
+
+# -- unfinished streams (an upload's staging file) ------------------------------------------
+
+
+def unfinished(data: bytes, key: bytes = KEY) -> tuple[bytes, Encryptor]:
+    """Header and the chunks an encryptor has sealed so far, with no final chunk."""
+    header = Header.new()
+    enc = Encryptor(key, header)
+    return header.to_bytes() + enc.update(data), enc
+
+
+def open_all_unfinished(ct: bytes, key: bytes = KEY) -> list[bytes]:
+    return list(open_unfinished(key, lambda offset, length: ct[offset : offset + length],
+                                len(ct)))
+
+
+@pytest.mark.parametrize("size", [0, 10, CHUNK_SIZE, CHUNK_SIZE + 1, 20 * CHUNK_SIZE + 5])
+def test_unfinished_stream_opens_chunk_by_chunk(size: int) -> None:
+    data = plaintext(size, seed=size)
+    ct, enc = unfinished(data)
+    chunks = open_all_unfinished(ct)
+    assert len(chunks) == enc.next_counter
+    assert all(len(chunk) == CHUNK_SIZE for chunk in chunks)
+    assert b"".join(chunks) + enc.pending == data
+
+
+def test_unfinished_stream_rejects_damage_wrong_key_and_finished_objects() -> None:
+    data = plaintext(3 * CHUNK_SIZE + 9)
+    ct, _ = unfinished(data)
+    assert len(open_all_unfinished(ct)) == 3
+    for bad_key, bad_ct in [
+        (bytes(32), ct),  # wrong key
+        (KEY, flip(ct, chunk_at(1) + 100)),  # a flipped bit in the middle chunk
+        (KEY, flip(ct, 10)),  # the header is every chunk's associated data
+        (KEY, ct[:-1]),  # not whole chunks
+        (KEY, ct[: HEADER_SIZE - 1]),
+    ]:
+        with pytest.raises(IntegrityError):
+            open_all_unfinished(bad_ct, bad_key)
+    # A finished object's last chunk carries the final flag: it does not open as unfinished,
+    # so this can never read a complete recording while ignoring how it ends.
+    finished = encrypt(plaintext(2 * CHUNK_SIZE))
+    with pytest.raises(IntegrityError, match="chunk 2"):
+        open_all_unfinished(finished)

@@ -32,6 +32,7 @@ from relisten.consent.models import Purpose
 from relisten.consent.policy import is_allowed
 from relisten.core.jobs import enqueue_on_commit
 from relisten.lib.media.probe import MediaError, MediaInfo, needs_remux, probe, remux
+from relisten.lib.vault.keys import wrap_with_active
 from relisten.lib.vault.scratch import EncryptedScratchFile
 from relisten.lib.vault.storage import ObjectMissing
 from relisten.lib.vault.stream import (
@@ -40,6 +41,7 @@ from relisten.lib.vault.stream import (
     IntegrityError,
     StreamReader,
     open_blob,
+    open_unfinished,
     seal_blob,
     verify_all,
 )
@@ -48,6 +50,7 @@ from relisten.recordings.models import Kind, Recording, State, Upload
 from relisten.recordings.vault import (
     data_key,
     issue_data_key,
+    keyring,
     object_name_for,
     report_integrity_failure,
     store,
@@ -69,6 +72,7 @@ DAMAGED = ("The uploaded file was damaged on the server before it could be check
            "Please upload the recording again.")
 CHECKSUM = ("The file that arrived is not the same as the file that was sent (its checksum "
             "does not match). Please upload the recording again.")
+STAGING_LOST = "This upload's data was lost on the server. Please start the upload again."
 VIDEO_AS_AUDIO = ("This file contains video, but it was sent as an audio recording. Upload it "
                   "as a video recording instead (the client must have agreed to video "
                   "recording).")
@@ -187,10 +191,12 @@ def resync_upload(upload: Upload) -> Upload:
         with staging.locked(upload.public_id):
             fresh = _fresh_upload(upload.public_id)
             if fresh.recording.state == State.UPLOADING:
-                staging.resync(fresh.public_id, fresh.staged_size)
+                fresh = _cut_back(fresh)
             return fresh
     except staging.UploadBusy:
         raise Busy("This upload is busy with another request. Try again in a moment.") from None
+    except staging.StagingLost:
+        raise UploadGone(STAGING_LOST) from None
 
 
 def append_upload(
@@ -210,8 +216,7 @@ def append_upload(
     except staging.UploadBusy:
         raise Busy("This upload is busy with another request. Try again in a moment.") from None
     except staging.StagingLost:
-        raise UploadGone("This upload's data was lost on the server. "
-                         "Please start the upload again.") from None
+        raise UploadGone(STAGING_LOST) from None
     if result.complete:
         # Outside the lock: with the immediate backend the job runs right here and takes the
         # lock itself. A crash before this line leaves a RECEIVED recording for `vault recover`.
@@ -244,6 +249,8 @@ def _append_locked(
         raise NotAccepting("This upload is already complete.")
     if upload.expires_at <= timezone.now():
         raise UploadGone("This upload has expired. Please start it again.")
+    upload = _cut_back(upload)
+    recording = upload.recording
     if offset != upload.offset:
         raise StaleOffset(f"The server has {upload.offset} bytes of this upload, "
                           f"not {offset}. Resume from {upload.offset}.")
@@ -265,23 +272,25 @@ def _append_locked(
         if upload.pending_sealed else b""
     header = Header.parse(bytes(upload.header))
     encryptor = Encryptor(key, header, upload.next_counter, pending)
-    with staging.open_part(upload.public_id, upload.staged_size) as part:
-        try:
+    try:
+        with staging.open_part(upload.public_id, upload.staged_size) as part:
             if upload.staged_size == 0:
                 part.write(header.to_bytes())
             if checksum is None:
                 received = _encrypt_body(body, allowed, encryptor, part)
             else:
                 received = _encrypt_checked(body, allowed, checksum, encryptor, part)
-        except UploadRefused:
-            # Refused bytes never count: cut them off now rather than on the next request.
-            part.truncate(upload.staged_size)
-            raise
-        complete = upload.length is not None and offset + received == upload.length
-        if complete:
-            part.write(encryptor.finish())
-        staging.sync(part)
-        staged_size = part.tell()
+            complete = upload.length is not None and offset + received == upload.length
+            if complete:
+                part.write(encryptor.finish())
+            staging.sync(part)
+            staged_size = part.tell()
+    except UploadRefused:
+        # Refused bytes never count. Chunks already sealed for them used this key's nonces,
+        # so they are cut off the way a crashed request's are (re-keying if any were
+        # written), now rather than on the next request.
+        _cut_back(_fresh_upload(upload_id))
+        raise
     crash_point("patch.after_fsync")
     with transaction.atomic():
         upload.offset = offset + received
@@ -299,6 +308,117 @@ def _append_locked(
                    {"size": upload.length, "upload": str(upload.public_id)})
     crash_point("patch.after_commit")
     return AppendResult(upload, complete=complete)
+
+
+# ---- cutting back uncommitted bytes, and re-keying when any were sealed ---------------------
+
+def _cut_back(upload: Upload) -> Upload:
+    """The upload with its staging file holding exactly the committed bytes (call under the
+    lock, for an UPLOADING recording, before anything reads or appends).
+
+    Bytes past `staged_size` were sealed by a request that crashed (or was refused) before
+    its commit, under nonces (prefix, counter) that the next request would use again. If the
+    client then sends different bytes at that offset, AES-GCM would seal two plaintexts under
+    one key and nonce, which leaks their XOR and lets anyone forge tags. So whenever the cut
+    removes bytes, the upload moves to a new data key and header before it accepts more."""
+    staging.settle_rekey(upload.public_id, bytes(upload.header))
+    cut = staging.uncommitted_bytes(upload.public_id, upload.staged_size)
+    if not cut:
+        return upload
+    _rekey(upload, cut)
+    return _fresh_upload(upload.public_id)
+
+
+def _rekey(upload: Upload, cut: int) -> None:
+    """Re-encrypt the committed staged chunks (and the sealed pending tail) under a new data
+    key and nonce prefix, and drop the uncommitted tail.
+
+    Order, for crash safety (the rule: the database never describes a file that is not
+    there under the name it expects):
+    1. write `U.rekey` completely (new header, re-sealed chunks) and fsync it and the folder;
+    2. one transaction saves the new wrapped key on the recording and the new header and
+       sealed tail on the upload;
+    3. rename `U.rekey` over `U.part` and fsync the folder.
+    A crash before 2 commits leaves the old key and `U.part` in force (with its tail still
+    there, so the next request re-keys afresh); a crash after it leaves `U.rekey` starting
+    with the committed header, which `staging.settle_rekey` puts in place on the next request
+    before anything reads `U.part`. The old data key is gone from the row once 2 commits, so
+    cut-off ciphertext that survives in freed disk blocks can no longer be decrypted.
+    """
+    recording = upload.recording
+    context = _context(upload)
+    try:
+        old_key = data_key(recording)  # audits a damaged wrapped key itself
+    except IntegrityError:
+        _fail(recording, upload, DAMAGED, "key_damaged")
+        raise UploadGone(DAMAGED) from None
+    try:
+        pending = open_blob(old_key, bytes(upload.pending_sealed), context) \
+            if upload.pending_sealed else b""
+        old_header = Header.parse(bytes(upload.header))
+    except IntegrityError:
+        report_integrity_failure(recording, "staging")
+        _fail(recording, upload, DAMAGED, "staging_damaged")
+        raise UploadGone(DAMAGED) from None
+    new_key = issue_data_key(recording)  # sets wrapped_key/kek_version on the instance
+    new_header = Header.new(old_header.chunk_size)
+    encryptor = Encryptor(new_key, new_header)
+    if upload.staged_size:
+        try:
+            staged_size = staging.write_rekeyed(
+                upload.public_id, _resealed(upload, old_key, new_header, encryptor, pending))
+        except IntegrityError:
+            staging.rekey_path(upload.public_id).unlink(missing_ok=True)
+            report_integrity_failure(recording, "staging")
+            _fail(recording, upload, DAMAGED, "staging_damaged")
+            raise UploadGone(DAMAGED) from None
+        if (staged_size != upload.staged_size or encryptor.next_counter != upload.next_counter
+                or encryptor.pending != pending):
+            raise RuntimeError("re-keyed staging file does not match the committed state")
+    with transaction.atomic():
+        _save_rekeyed(upload, recording, new_key, new_header, pending, cut)
+    crash_point("rekey.after_commit")
+    if upload.staged_size:
+        staging.install_rekeyed(upload.public_id)
+    else:
+        # Nothing committed, not even the header: no file to swap. The first PATCH writes
+        # the new header; until then the residue is only cut (a crash before this line just
+        # re-keys once more on the next request).
+        staging.resync(upload.public_id, 0)
+
+
+def _resealed(upload: Upload, old_key: bytes, header: Header, encryptor: Encryptor,
+              pending: bytes) -> Iterable[bytes]:
+    """The new staging file piece by piece: the committed chunks opened with the old key
+    (each verified) and sealed again, chunk for chunk, with the new one."""
+    yield header.to_bytes()
+    for plain in open_unfinished(
+            old_key, lambda offset, length: staging.read_part(upload.public_id, offset, length),
+            upload.staged_size):
+        yield encryptor.update(plain)
+    # The pending tail completes the last committed chunk's "a byte follows" condition, so
+    # the new encryptor emits exactly the chunks the old one did and keeps the same tail.
+    yield encryptor.update(pending)
+
+
+def _save_rekeyed(upload: Upload, recording: Recording, new_key: bytes, header: Header,
+                  pending: bytes, cut: int) -> None:
+    """Step 2 of `_rekey` (inside its transaction)."""
+    locked = Recording.objects.select_for_update().get(pk=recording.pk)
+    if locked.state != State.UPLOADING or locked.wrapped_key is None:
+        raise UploadGone("This upload no longer exists.")
+    if keyring().active != recording.kek_version:
+        # A KEK rotation ran while the file was re-encrypted: wrap with the active version,
+        # so a `--retire-old` cannot leave this row on a removed KEK.
+        recording.kek_version, recording.wrapped_key = wrap_with_active(
+            keyring(), new_key, str(recording.public_id))
+    recording.save(update_fields=["wrapped_key", "kek_version"])
+    upload.header = header.to_bytes()
+    upload.pending_sealed = (seal_blob(new_key, pending, _context(upload))
+                             if upload.pending_sealed else b"")
+    upload.save(update_fields=["header", "pending_sealed", "staged_size", "next_counter"])
+    _audit(None, "recording.upload_rekeyed", recording,
+           {"upload": str(upload.public_id), "cut_bytes": cut})
 
 
 def _encrypt_body(body: Iterable[bytes], allowed: int, encryptor: Encryptor,

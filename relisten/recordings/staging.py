@@ -6,6 +6,9 @@ For upload U, `UPLOAD_DIR` holds:
   `Upload.staged_size` bytes are committed; anything after them was appended by a request that
   died before its database commit and is cut off by `rollback_to` on the next request.
 * `U.remux`: a re-encrypted copy under a new data key while finalize remuxes a WebM.
+* `U.rekey`: the committed part of `U.part` re-encrypted under a new data key, written when a
+  cut-back removed sealed bytes (see `actions._rekey`). It replaces `U.part` once the database
+  points at its header; `settle_rekey` finishes or drops one that a crash left behind.
 * `U.lock`: an empty file whose `flock` serialises every request and job that touches U's files
   (PATCH, HEAD, DELETE, finalize, gc), across threads and processes. A lock file separate from
   `U.part` means the lock still works when the staging file is missing.
@@ -20,16 +23,16 @@ import fcntl
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
 
-SUFFIXES = (".part", ".remux", ".lock")
+SUFFIXES = (".part", ".remux", ".rekey", ".lock")
 _NAME = re.compile(
-    r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(part|remux|lock)$"
+    r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(part|remux|rekey|lock)$"
 )
 
 
@@ -53,6 +56,10 @@ def part_path(upload_id: uuid.UUID | str) -> Path:
 
 def remux_path(upload_id: uuid.UUID | str) -> Path:
     return upload_dir() / f"{upload_id}.remux"
+
+
+def rekey_path(upload_id: uuid.UUID | str) -> Path:
+    return upload_dir() / f"{upload_id}.rekey"
 
 
 def _lock_path(upload_id: uuid.UUID | str) -> Path:
@@ -127,10 +134,81 @@ def sync(handle: BinaryIO) -> None:
     os.fsync(handle.fileno())
 
 
+def uncommitted_bytes(upload_id: uuid.UUID | str, staged_size: int) -> int:
+    """How many bytes after `staged_size` a crashed or refused request left (call under the
+    lock). StagingLost if the file is shorter than what was committed."""
+    try:
+        size = part_path(upload_id).stat().st_size
+    except FileNotFoundError:
+        if staged_size == 0:
+            return 0
+        raise StagingLost(str(upload_id)) from None
+    if size < staged_size:
+        raise StagingLost("staging file shorter than committed")
+    return size - staged_size
+
+
+def read_part(upload_id: uuid.UUID | str, offset: int, length: int) -> bytes:
+    with open(part_path(upload_id), "rb") as handle:
+        handle.seek(offset)
+        return handle.read(length)
+
+
+def write_rekeyed(upload_id: uuid.UUID | str, pieces: Iterable[bytes]) -> int:
+    """Write `U.rekey` from scratch and make it durable; returns its size (call under the
+    lock). Nothing reads it until `install_rekeyed` or `settle_rekey` puts it in place."""
+    path = rekey_path(upload_id)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        for piece in pieces:
+            out.write(piece)
+        sync(out)
+        size = out.tell()
+    _sync_dir()
+    return size
+
+
+def install_rekeyed(upload_id: uuid.UUID | str) -> None:
+    """`U.rekey` becomes `U.part` in one step (the old staging file, and the cut-off bytes
+    with it, is unlinked by the rename)."""
+    os.replace(rekey_path(upload_id), part_path(upload_id))
+    _sync_dir()
+
+
+def settle_rekey(upload_id: uuid.UUID | str, committed_header: bytes) -> None:
+    """Finish or undo a re-keying that a crash interrupted (call under the lock, first).
+
+    `U.rekey` is only ever written completely and fsynced before the transaction that
+    records its header, and every header has a fresh random nonce prefix. So a `U.rekey`
+    that starts with the committed header is the file the database describes (the crash
+    came after the commit): put it in place. Any other `U.rekey` belongs to a transaction
+    that never committed: the database still describes `U.part`, so drop it."""
+    path = rekey_path(upload_id)
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(len(committed_header))
+    except FileNotFoundError:
+        return
+    if committed_header and start == committed_header:
+        install_rekeyed(upload_id)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _sync_dir() -> None:
+    """Make a create, rename or unlink in UPLOAD_DIR itself durable."""
+    fd = os.open(upload_dir(), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def discard(upload_id: uuid.UUID | str, *, lock_file: bool = True) -> None:
     """Remove U's files (call under U's lock; the lock file last, still held)."""
     part_path(upload_id).unlink(missing_ok=True)
     remux_path(upload_id).unlink(missing_ok=True)
+    rekey_path(upload_id).unlink(missing_ok=True)
     if lock_file:
         _lock_path(upload_id).unlink(missing_ok=True)
 

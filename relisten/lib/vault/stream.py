@@ -362,6 +362,47 @@ class _PlaintextFile(io.RawIOBase):
             raise ValueError("I/O operation on closed file.")
 
 
+def open_unfinished(
+    key: bytes, read_at: Callable[[int, int], bytes], ciphertext_size: int
+) -> Iterator[bytes]:
+    """Plaintext of each sealed chunk of a stream that has no final chunk YET (the staging file
+    of an upload in progress), in order, each verified before it is yielded.
+
+    Every chunk is opened as non-final, so a finished object does not open here (its last
+    chunk fails) and this can never be used to read a complete recording while ignoring its
+    end. It does not prove that chunks are missing at the end: use it only where the length
+    is known from elsewhere (an upload's committed `staged_size`).
+    """
+    _check_key(key)
+    if ciphertext_size < HEADER_SIZE:
+        raise _damaged("the object is too short")
+
+    def fetch(offset: int, length: int) -> bytes:
+        data = read_at(offset, length)
+        if len(data) != length:
+            raise _damaged("the stored object is shorter than expected")
+        return data
+
+    aad = fetch(0, HEADER_SIZE)
+    header = Header.parse(aad)
+    chunk_ct = header.chunk_size + TAG_SIZE
+    count, rest = divmod(ciphertext_size - HEADER_SIZE, chunk_ct)
+    if rest or count > MAX_CHUNKS:
+        raise _damaged("an unfinished object must hold whole chunks only")
+    aead = AESGCM(key)
+    batch = max(1, _READ_BATCH_BYTES // chunk_ct)
+    for first in range(0, count, batch):
+        stop = min(count, first + batch)
+        data = memoryview(fetch(HEADER_SIZE + first * chunk_ct, (stop - first) * chunk_ct))
+        for index in range(first, stop):
+            at = (index - first) * chunk_ct
+            try:
+                yield aead.decrypt(_nonce(header.nonce_prefix, index, False),
+                                   data[at : at + chunk_ct], aad)
+            except InvalidTag:
+                raise _damaged(f"chunk {index + 1} of the unfinished object") from None
+
+
 def verify_all(reader: StreamReader) -> str:
     """Decrypt and verify every chunk; return the hex SHA-256 of the whole plaintext."""
     digest = hashlib.sha256()
