@@ -396,3 +396,19 @@ def test_s3_big_uploads_go_in_parts_and_arrive_whole(moto_endpoint: str, tmp_pat
     assert hashlib.sha256(store.read_range("big", 0, len(data))).digest() == (
         hashlib.sha256(data).digest()
     )
+
+
+def test_local_store_shares_a_final_source_instead_of_copying(tmp_path: Path) -> None:
+    """Finalize hands over staged files it never writes again: no second multi-GB write."""
+    from relisten.lib.vault.storage import LocalStore
+
+    source = tmp_path / "staged.part"
+    source.write_bytes(b"ciphertext" * 1000)
+    store = LocalStore(tmp_path / "media")
+    store.put_file("recordings/x.rlv", source, source_is_final=True)
+    stored = tmp_path / "media" / "recordings" / "x.rlv"
+    assert stored.read_bytes() == b"ciphertext" * 1000
+    assert stored.stat().st_ino == source.stat().st_ino
+    assert oct(stored.stat().st_mode & 0o777) == "0o600"
+    source.unlink()  # discarding the staging file leaves the object whole
+    assert store.read_range("recordings/x.rlv", 0, 10) == b"ciphertext"

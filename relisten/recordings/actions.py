@@ -651,7 +651,8 @@ def _check_and_store(recording: Recording, upload: Upload) -> _Stored:
     except MediaError as error:
         raise _Unusable(error.user_message[:300], f"media_{error.status}") from None
     name = object_name_for(recording)
-    store().put_file(name, source)
+    # Staged files are never written again once RECEIVED (re-keying replaces them by rename).
+    store().put_file(name, source, source_is_final=True)
     # Read back the header and the authenticated final chunk: the stored object has the size
     # and key we are about to record (put_file is atomic, so this is the whole object).
     objects = store()
