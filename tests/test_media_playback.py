@@ -533,6 +533,43 @@ def test_truncated_object_is_refused(
     assert events("vault.integrity_failure", target_id=str(recording.public_id))
 
 
+def _swap_chunks(path: Path, first: int, second: int) -> None:
+    raw = bytearray(path.read_bytes())
+    size = CHUNK_SIZE + TAG_SIZE
+    a, b = _chunk_offset(first), _chunk_offset(second)
+    raw[a:a + size], raw[b:b + size] = raw[b:b + size], raw[a:a + size]
+    path.write_bytes(bytes(raw))
+
+
+def _truncate_inside_a_chunk(path: Path) -> None:
+    with path.open("r+b") as handle:
+        handle.truncate(_chunk_offset(2) + 700)
+
+
+@pytest.mark.parametrize("damage", [_swap_chunks, _truncate_inside_a_chunk],
+                         ids=["two-chunks-swapped", "truncated-inside-a-chunk"])
+def test_reordered_or_cut_objects_send_no_plaintext_and_are_reported(
+    damage: Callable[..., None], cast: Cast, vault_env: VaultEnv,
+    signed_in: Callable[[User], HttpClient],
+) -> None:
+    data = pseudo_random_bytes(CHUNK_SIZE * 4 + 100, seed=21)
+    recording = make_recording(first_session(cast), data, created_by=cast.therapist_a)
+    path = vault_env.object_path(recording)
+    if damage is _swap_chunks:
+        damage(path, 0, 1)
+    else:
+        damage(path)
+    response = signed_in(cast.therapist_a).get(media_url(recording), HTTP_RANGE="bytes=0-")
+    # Not one byte of any chunk that failed its check reaches the player: either the object is
+    # refused before streaming (its final chunk fails) or the stream aborts at once.
+    if response.streaming:
+        received, error = collect_until_failure(response)
+        assert received == b"" and error is not None
+    else:
+        assert response.status_code == 500 and data[:64] not in response.content
+    assert events("vault.integrity_failure", target_id=str(recording.public_id))
+
+
 def test_swapped_wrapped_keys_fail_for_both(
     cast: Cast, vault_env: VaultEnv, signed_in: Callable[[User], HttpClient]
 ) -> None:
