@@ -42,8 +42,15 @@ def main() -> None:
               "  audit verify|checkpoint|init-key   check or anchor the audit trail\n"
               "  keys init|rotate|rewrap|status      manage the keys protecting recordings\n"
               "  vault scrub|gc|recover|retention    check recordings, clean up, apply retention\n"
+              "  transcribe FILE_OR_DIR... [--speakers N] [--stereo] [--format F] [--out DIR]\n"
+              "                          transcribe files locally (no server or database)\n"
               "  migrate, createsuperuser, check, ...   any Django management command")
         return
+    if args[0] == "transcribe":
+        # Researchers transcribe files on a laptop: no Django, database or secret key needed.
+        from relisten.lib.asr.cli import main as transcribe
+
+        raise SystemExit(transcribe(args[1:]))
     command = ALIASES.get(args[0], args[0])
     manage(["relisten", command, *args[1:]])
 

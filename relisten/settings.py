@@ -64,6 +64,18 @@ try:
     KEK_TEXT = env_optional_str("RELISTEN_KEK")
     UPLOAD_MAX_BYTES = env_int("RELISTEN_UPLOAD_MAX_BYTES", 8 * 1024**3, minimum=1)
     UPLOAD_EXPIRY_HOURS = env_int("RELISTEN_UPLOAD_EXPIRY_HOURS", 24, minimum=1, maximum=24 * 30)
+    # Transcription (faster-whisper, local only; models are never downloaded at run time).
+    ASR_MODEL = env_str("RELISTEN_ASR_MODEL", "tiny.en")
+    ASR_COMPUTE_TYPE = env_choice("RELISTEN_ASR_COMPUTE_TYPE", "int8",
+                                  ("int8", "int8_float16", "int16", "float16", "float32"))
+    ASR_BEAM_SIZE = env_int("RELISTEN_ASR_BEAM_SIZE", 1, minimum=1, maximum=10)
+    ASR_THREADS = env_int("RELISTEN_ASR_THREADS", 0, minimum=0, maximum=256)
+    ASR_LANGUAGE = env_str("RELISTEN_ASR_LANGUAGE", "en")
+    ASR_DEVICE = env_choice("RELISTEN_ASR_DEVICE", "auto", ("auto", "cpu", "cuda"))
+    DIARIZATION = env_choice("RELISTEN_DIARIZATION", "builtin", ("builtin", "pyannote", "off"))
+    # A RUNNING transcription whose heartbeat is older than this is taken to have lost its
+    # worker (killed, out of memory) and is queued again (relisten/transcripts/pipeline.py).
+    TRANSCRIPT_STALE_S = env_int("RELISTEN_TRANSCRIPT_STALE_S", 120, minimum=2, maximum=86400)
 except SettingError as error:
     raise ImproperlyConfigured(str(error)) from None
 
@@ -130,6 +142,7 @@ INSTALLED_APPS = [
     "relisten.consent",
     "relisten.core",
     "relisten.recordings",
+    "relisten.transcripts",
 ]
 
 MIDDLEWARE = [
@@ -295,6 +308,9 @@ STORAGES = {
 
 if TASKS_BACKEND == "rq":
     RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 3600}}
+    # rqworker must load jobs with django-tasks-rq's Job class: the stored job points at a
+    # django-tasks Task object, which plain rq cannot call.
+    RQ = {"JOB_CLASS": "django_tasks_rq.backend.Job"}
     INSTALLED_APPS.append("django_rq")
     TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
 elif TASKS_BACKEND == "immediate":
