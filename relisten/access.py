@@ -28,6 +28,7 @@ from relisten.clients.models import Client, Episode, TherapySession
 from relisten.consent.models import ConsentText, Purpose
 from relisten.consent.policy import is_allowed
 from relisten.recordings.models import Recording, State, Upload
+from relisten.transcripts.models import Segment, Speaker, Transcript
 
 
 class Act(Enum):
@@ -285,3 +286,54 @@ def get_upload_for_user(user: User, raw_id: Any) -> Upload:
     if upload is None:
         raise _deny(user, "upload", raw_id)
     return upload
+
+
+# ---- transcripts -----------------------------------------------------------------------------
+# A transcript is the recording in words: it is visible, and changeable, exactly when its
+# recording is. Nothing here decides anything new; it follows recordings_for_user, so consent
+# withdrawal and erasure hide transcripts on the very next request, search results included.
+
+def transcripts_for_user(user: User, act: Act = Act.VIEW) -> QuerySet[Transcript]:
+    return Transcript.objects.filter(recording__in=recordings_for_user(user, act))
+
+
+def segments_for_user(user: User, act: Act = Act.VIEW) -> QuerySet[Segment]:
+    return Segment.objects.filter(transcript__in=transcripts_for_user(user, act))
+
+
+def get_transcript_for_user(user: User, raw_id: Any, act: Act = Act.VIEW) -> Transcript:
+    view = transcripts_for_user(user, Act.VIEW).select_related(
+        "recording__session__episode__client__clinic"
+    )
+    chosen = transcripts_for_user(user, act) if act is not Act.VIEW else view
+    transcript: Transcript = _get_visible(user, view, chosen, raw_id, "transcript")
+    return transcript
+
+
+def get_segment_for_user(
+    user: User, raw_transcript_id: Any, raw_segment_id: Any, act: Act = Act.VIEW
+) -> Segment:
+    """A segment of a transcript the user may see (or change); the transcript is checked
+    first, so a supervisor gets the same 403 as for the transcript itself."""
+    transcript = get_transcript_for_user(user, raw_transcript_id, act)
+    public_id = _parse_id(raw_segment_id)
+    segment = (
+        transcript.segments.filter(public_id=public_id).select_related("speaker").first()
+        if public_id else None
+    )
+    if segment is None:
+        raise _deny(user, "segment", raw_segment_id)
+    segment.transcript = transcript  # keeps the recording/client already loaded
+    return segment
+
+
+def get_speaker_for_user(
+    user: User, raw_transcript_id: Any, raw_speaker_id: Any, act: Act = Act.VIEW
+) -> Speaker:
+    transcript = get_transcript_for_user(user, raw_transcript_id, act)
+    public_id = _parse_id(raw_speaker_id)
+    speaker = transcript.speakers.filter(public_id=public_id).first() if public_id else None
+    if speaker is None:
+        raise _deny(user, "speaker", raw_speaker_id)
+    speaker.transcript = transcript
+    return speaker

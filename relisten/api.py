@@ -17,6 +17,8 @@ from relisten import access
 from relisten.accounts.models import User
 from relisten.audit.log import record_read
 from relisten.consent.policy import current_status
+from relisten.transcripts.models import RunState, Transcript
+from relisten.transcripts.views import ACTIVE_STATES, audit_status_look, latest_run
 
 api = NinjaAPI(title="Relisten API", version="1", urls_namespace="api", auth=django_auth)
 
@@ -88,4 +90,46 @@ def get_session(request: HttpRequest, session_id: UUID) -> SessionOut:
     return SessionOut(
         id=session.public_id, episode=session.episode.public_id, number=session.number,
         scheduled_at=session.scheduled_at, attendance=session.attendance, modality=session.modality,
+    )
+
+
+class TranscriptionStatusOut(Schema):
+    recording: UUID
+    state: str  # "none" before any run; then queued, running, done, no_speech or failed
+    state_label: str
+    active: bool
+    step: str
+    progress: float  # 0-100
+    step_timings: dict[str, float]
+    error: str  # plain words about what failed, never what was said
+    attempts: int
+    queued_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    transcript: UUID | None
+
+
+@api.get("/recordings/{uuid:recording_id}/transcription", response=TranscriptionStatusOut)
+def get_transcription_status(request: HttpRequest, recording_id: UUID) -> TranscriptionStatusOut:
+    """The latest transcription run of a recording, for the page's progress bar and scripts."""
+    user = _user(request)
+    recording = access.get_recording_for_user(user, recording_id)
+    audit_status_look(user, recording)
+    run = latest_run(recording)
+    transcript_id = (
+        Transcript.objects.filter(recording=recording).values_list("public_id", flat=True).first()
+    )
+    if run is None:
+        return TranscriptionStatusOut(
+            recording=recording.public_id, state="none", state_label="Not transcribed",
+            active=False, step="", progress=0.0, step_timings={}, error="", attempts=0,
+            queued_at=None, started_at=None, finished_at=None, transcript=transcript_id,
+        )
+    return TranscriptionStatusOut(
+        recording=recording.public_id, state=run.state,
+        state_label=RunState(run.state).label, active=run.state in ACTIVE_STATES,
+        step=run.step, progress=round(run.progress, 1),
+        step_timings={str(k): float(v) for k, v in (run.step_timings or {}).items()},
+        error=run.error, attempts=run.attempts, queued_at=run.created_at,
+        started_at=run.started_at, finished_at=run.finished_at, transcript=transcript_id,
     )

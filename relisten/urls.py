@@ -16,5 +16,6 @@ urlpatterns = [
     path("", include("relisten.clients.urls")),
     path("", include("relisten.clients.portal_urls")),
     path("", include("relisten.recordings.urls")),
+    path("", include("relisten.transcripts.urls")),
     path("api/v1/", api.urls),
 ]

@@ -36,8 +36,10 @@ from relisten.lib.vault.keys import new_keyring, save_keyring
 from relisten.recordings import actions as recording_actions
 from relisten.recordings import vault
 from relisten.recordings.models import Kind, Recording, Upload
+from relisten.transcripts.models import Transcript
 from tests.conftest import PASSWORD, sign_in
 from tests.test_media_playback import make_recording
+from tests.test_transcript_search import make_transcript
 
 ANON = "anonymous"
 PERSONAS = (
@@ -47,9 +49,10 @@ PERSONAS = (
 SIGN_IN = "/accounts/sign-in/"
 DENIAL_EVENTS = {"authz.denied", "authz.forbidden"}
 # Namespaces whose pages show a client's clinical record (the portal is the client's own).
-CLINICAL = {"clients", "api", "recordings"}
-# What a look at clinical content leaves in the client's access log (playing a recording is one).
-READ_EVENTS = {"record.viewed", "recording.played"}
+CLINICAL = {"clients", "api", "recordings", "transcripts"}
+# What a look at clinical content leaves in the client's access log (playing a recording is one,
+# downloading a transcript another).
+READ_EVENTS = {"record.viewed", "recording.played", "transcript.exported"}
 CLIENTS = {"cora": "client_a", "colin": "client_b", "tomas": "trainee_client"}
 
 
@@ -369,7 +372,70 @@ def _recording_rows() -> list[Row]:
     ]
 
 
-ROWS = _clinical_rows() + _admin_rows() + _portal_rows() + _api_rows() + _recording_rows()
+def _transcript(cast: Cast, which: str) -> Transcript:
+    client = cast.client_a if which == "a" else cast.client_b
+    return Transcript.objects.get(recording__session__episode__client=client)
+
+
+def _transcript_kwargs(which: str, **extra: str) -> Kwargs:
+    return lambda cast: {"transcript_id": _transcript(cast, which).public_id, **extra}
+
+
+def _segment(which: str) -> Kwargs:
+    def kwargs(cast: Cast) -> dict[str, Any]:
+        transcript = _transcript(cast, which)
+        return {"transcript_id": transcript.public_id,
+                "segment_id": transcript.segments.get(index=1).public_id}
+
+    return kwargs
+
+
+def _speaker(which: str) -> Kwargs:
+    def kwargs(cast: Cast) -> dict[str, Any]:
+        transcript = _transcript(cast, which)
+        return {"transcript_id": transcript.public_id,
+                "speaker_id": transcript.speakers.get(label="S2").public_id}
+
+    return kwargs
+
+
+def _correction(which: str) -> Data:
+    def data(cast: Cast) -> dict[str, Any]:
+        segment = _transcript(cast, which).segments.get(index=1)
+        speaker = segment.speaker
+        return {"text": "A corrected line.",
+                "speaker": str(speaker.public_id) if speaker else ""}
+
+    return data
+
+
+def _transcript_rows() -> list[Row]:
+    # A transcript is visible exactly when its recording is: Cora's to her therapist, her
+    # supervisor (supervision consent) and herself (client access consent); only her
+    # therapist may correct it. Colin gave neither consent, so only Ben sees his.
+    a_read = expect({"therapist_a": 200, "supervisor": 200, "client_user_a": 200})
+    a_change = expect({"therapist_a": 302, "supervisor": 403, "client_user_a": 403})
+    b_read = expect({"therapist_b": 200})
+    b_change = expect({"therapist_b": 302})
+    rows: list[Row] = []
+    for which, target, read, change in (("a", "cora", a_read, a_change),
+                                        ("b", "colin", b_read, b_change)):
+        rows += [
+            Row("transcripts:page", target, _pick(_recording, which), read),
+            Row("transcripts:export", target, _transcript_kwargs(which, fmt="txt"), read),
+            Row("transcripts:export", target, _transcript_kwargs(which, fmt="docx"), read),
+            Row("api:get_transcription_status", target, _pick(_recording, which),
+                expect({p: 200 for p, code in read.items() if code == 200}, api=True)),
+            Row("transcripts:edit_segment", target, _segment(which), change, method="POST",
+                data=_correction(which)),
+            Row("transcripts:rename_speaker", target, _speaker(which), change, method="POST",
+                data=lambda c: {"name": "Speaker two"}),
+        ]
+    return rows
+
+
+ROWS = (_clinical_rows() + _admin_rows() + _portal_rows() + _api_rows() + _recording_rows()
+        + _transcript_rows())
 
 
 def _row_id(row: Row) -> str:
@@ -405,7 +471,10 @@ def module_cast(
             (cast.client_b, cast.therapist_b),
         ):
             session = client.episodes.get().sessions.get(number=1)
-            make_recording(session, b"recorded session " * 4000, created_by=therapist, scratch=root)
+            recording = make_recording(session, b"recorded session " * 4000,
+                                       created_by=therapist, scratch=root)
+            make_transcript(recording, [("S1", "How was the week?"),
+                                        ("S2", "Quieter than the one before.")])
             recording_actions.create_upload(
                 actor=therapist, session=session, kind=Kind.AUDIO, length=100_000
             )
@@ -545,6 +614,11 @@ def test_matrix_is_not_vacuous() -> None:
         "api:get_client",
         "recordings:media",
         "recordings:upload",
+        "transcripts:page",
+        "transcripts:export",
+        "transcripts:edit_segment",
+        "transcripts:rename_speaker",
+        "api:get_transcription_status",
     } <= set(discovered)
     allowed = [
         row for row in ROWS if {200, 204, 302} & {row.expect[p] for p in PERSONAS if p != ANON}

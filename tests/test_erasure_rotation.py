@@ -486,3 +486,24 @@ def test_status_names_missing_versions(
     Recording.objects.filter(pk=recording.pk).update(kek_version=7)
     with pytest.raises(CommandError, match="not in the keyring: 7"):
         _keys("status")
+
+
+def test_rotation_rewraps_voice_enrolment_keys_too(cast: Cast, vault_env: VaultEnv) -> None:
+    """Enrolment samples are vault data too: retiring an old KEK must not orphan them."""
+    from relisten.lib.vault.keys import unwrap_key, wrap_key
+    from relisten.lib.vault.stream import new_data_key
+    from relisten.transcripts.models import VoiceEnrolment
+
+    ring = load_keyring(vault_env.kek_file)
+    key = new_data_key()
+    enrolment = VoiceEnrolment(user=cast.therapist_a, kek_version=ring.active)
+    enrolment.wrapped_key = wrap_key(ring.keys[ring.active], key, str(enrolment.public_id))
+    enrolment.save()
+    old_version = ring.active
+    rotation.rotate()
+    assert rotation.retire_unused() == [old_version]
+    enrolment.refresh_from_db()
+    new_ring = load_keyring(vault_env.kek_file)
+    assert enrolment.kek_version == new_ring.active != old_version
+    assert unwrap_key(new_ring.keys[new_ring.active], bytes(enrolment.wrapped_key),
+                      str(enrolment.public_id)) == key

@@ -73,6 +73,13 @@ def _prepare() -> None:
 
     call_command("migrate", verbosity=0)
     cast = build_cast("correct-horse-battery-staple")
+    # This harness is about uploads: without transcription consent, finalize does not go on
+    # to transcribe (which the immediate backend would do inline, slowing every round).
+    from relisten.consent.actions import revoke
+    from relisten.consent.models import Method, Purpose
+
+    revoke(actor=cast.therapist_a, client=cast.client_a, purpose=Purpose.TRANSCRIPTION,
+           method=Method.PAPER_ATTESTED)
     http = sign_in(HttpClient(), cast.therapist_a)
     session = TherapySession.objects.filter(episode__client=cast.client_a).first()
     assert session is not None

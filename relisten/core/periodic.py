@@ -33,6 +33,8 @@ SCHEDULE = (
              dt.timedelta(hours=1)),
     Periodic("apply_retention", "relisten.recordings.erasure.apply_retention",
              dt.timedelta(days=1)),
+    Periodic("requeue_stale_transcriptions", "relisten.transcripts.tasks.requeue_stale_runs",
+             dt.timedelta(minutes=5)),
 )
 
 

@@ -18,6 +18,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -55,6 +56,7 @@ from relisten.recordings.vault import (
     report_integrity_failure,
     store,
 )
+from relisten.transcripts.hooks import recording_ready
 
 logger = logging.getLogger(__name__)
 
@@ -620,6 +622,7 @@ def finalize_upload(recording_id: str | uuid.UUID) -> Recording | None:
             _audit(None, "recording.ready", recording,
                    {"size": recording.size, "container": recording.container,
                     "duration_s": recording.duration_s, "remuxed": recording.remuxed})
+            transaction.on_commit(partial(recording_ready, recording.public_id), robust=True)
         crash_point("finalize.after_commit")
         staging.discard(upload.public_id)
     return recording

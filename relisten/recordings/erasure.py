@@ -21,6 +21,7 @@ from relisten.accounts.models import User
 from relisten.audit.log import record_event
 from relisten.recordings import vault
 from relisten.recordings.models import Kind, Recording, RetentionRule, State
+from relisten.transcripts.actions import erase_transcript
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def erase_recording(*, actor: User | None, recording: Recording,
             clinic=client.clinic,
             changes={"kind": locked.kind, "reason": reason, "previous_state": previous},
         )
+        erase_transcript(actor=actor, recording=locked, reason=reason)
         transaction.on_commit(lambda: _delete_object(name))
     return locked
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -61,12 +62,33 @@ def _writable_keyring() -> Keyring:
     return load_keyring(path)
 
 
+def _keyed_models() -> tuple[type[Any], ...]:
+    """Every table holding data keys wrapped by the KEK: recordings and voice enrolments."""
+    from relisten.transcripts.models import VoiceEnrolment
+
+    return (Recording, VoiceEnrolment)
+
+
 def usage_by_version() -> dict[int, int]:
-    """How many recordings (with a data key, so not erased) use each KEK version."""
-    rows = (Recording.objects.filter(wrapped_key__isnull=False).values("kek_version")
-            .annotate(n=Count("id")).order_by("kek_version"))
-    return {int(row["kek_version"]): int(row["n"]) for row in rows
-            if row["kek_version"] is not None}
+    """How many data keys (recordings not erased, voice enrolments) use each KEK version."""
+    usage: dict[int, int] = {}
+    for model in _keyed_models():
+        rows = (model.objects.filter(wrapped_key__isnull=False).values("kek_version")
+                .annotate(n=Count("id")).order_by("kek_version"))
+        for row in rows:
+            if row["kek_version"] is not None:
+                version = int(row["kek_version"])
+                usage[version] = usage.get(version, 0) + int(row["n"])
+    return usage
+
+
+def _report_failure(row: Any) -> None:
+    if isinstance(row, Recording):
+        vault.report_integrity_failure(row, "wrapped key (rotation)")
+    else:
+        with transaction.atomic():
+            record_event(actor=None, event_type="vault.integrity_failure", target=row,
+                         changes={"where": "wrapped key (rotation)"})
 
 
 def rewrap_all(ring: Keyring) -> RewrapReport:
@@ -74,31 +96,32 @@ def rewrap_all(ring: Keyring) -> RewrapReport:
     active_kek = ring.keys[ring.active]
     rewrapped = 0
     failed: list[str] = []
-    pending = (Recording.objects.filter(wrapped_key__isnull=False).exclude(kek_version=ring.active)
-               .values_list("pk", flat=True).order_by("pk"))
-    for pk in list(pending):
-        with transaction.atomic():
-            # Locked and re-read: an erasure in between must win (its key stays NULL).
-            recording = Recording.objects.select_for_update().filter(pk=pk).first()
-            if (recording is None or recording.wrapped_key is None
-                    or recording.kek_version is None or recording.kek_version == ring.active):
-                continue
-            old_kek = ring.keys.get(recording.kek_version)
-            if old_kek is None:
-                raise ImproperlyConfigured(
-                    f"KEK version {recording.kek_version} is missing from the keyring"
-                )
-            public_id = str(recording.public_id)
-            try:
-                data_key = unwrap_key(old_kek, bytes(recording.wrapped_key), public_id)
-            except IntegrityError:
-                vault.report_integrity_failure(recording, "wrapped key (rotation)")
-                failed.append(public_id)
-                continue
-            recording.wrapped_key = wrap_key(active_kek, data_key, public_id)
-            recording.kek_version = ring.active
-            recording.save(update_fields=["wrapped_key", "kek_version"])
-            rewrapped += 1
+    for model in _keyed_models():
+        pending = (model.objects.filter(wrapped_key__isnull=False)
+                   .exclude(kek_version=ring.active).values_list("pk", flat=True).order_by("pk"))
+        for pk in list(pending):
+            with transaction.atomic():
+                # Locked and re-read: an erasure in between must win (its key stays NULL).
+                row = model.objects.select_for_update().filter(pk=pk).first()
+                if (row is None or row.wrapped_key is None
+                        or row.kek_version is None or row.kek_version == ring.active):
+                    continue
+                old_kek = ring.keys.get(row.kek_version)
+                if old_kek is None:
+                    raise ImproperlyConfigured(
+                        f"KEK version {row.kek_version} is missing from the keyring"
+                    )
+                public_id = str(row.public_id)
+                try:
+                    data_key = unwrap_key(old_kek, bytes(row.wrapped_key), public_id)
+                except IntegrityError:
+                    _report_failure(row)
+                    failed.append(public_id)
+                    continue
+                row.wrapped_key = wrap_key(active_kek, data_key, public_id)
+                row.kek_version = ring.active
+                row.save(update_fields=["wrapped_key", "kek_version"])
+                rewrapped += 1
     return RewrapReport(active=ring.active, rewrapped=rewrapped, failed=failed)
 
 

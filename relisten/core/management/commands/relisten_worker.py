@@ -17,6 +17,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         backend = settings.TASKS_BACKEND
+        if backend != "immediate":
+            # Runs whose worker was killed mid-job go back on the queue before work starts.
+            from relisten.transcripts.pipeline import requeue_stale_runs
+
+            requeue_stale_runs()
         if not options["burst"] and backend != "immediate":
             from relisten.core.periodic import start_scheduler
 
