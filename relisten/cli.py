@@ -46,6 +46,10 @@ def main() -> None:
               "                          transcribe files locally (no server or database)\n"
               "  migrate, createsuperuser, check, ...   any Django management command")
         return
+    if args[0] in {"worker", "transcribe"}:
+        # The speaker encoder's small matrix products run slower, and erratically under load,
+        # with several BLAS threads (bench/asr.py): one thread, before numpy is imported.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if args[0] == "transcribe":
         # Researchers transcribe files on a laptop: no Django, database or secret key needed.
         from relisten.lib.asr.cli import main as transcribe

@@ -73,6 +73,7 @@ try:
     ASR_LANGUAGE = env_str("RELISTEN_ASR_LANGUAGE", "en")
     ASR_DEVICE = env_choice("RELISTEN_ASR_DEVICE", "auto", ("auto", "cpu", "cuda"))
     DIARIZATION = env_choice("RELISTEN_DIARIZATION", "builtin", ("builtin", "pyannote", "off"))
+    PYANNOTE_PIPELINE = env_optional_str("RELISTEN_PYANNOTE_PIPELINE")
     # A RUNNING transcription whose heartbeat is older than this is taken to have lost its
     # worker (killed, out of memory) and is queued again (relisten/transcripts/pipeline.py).
     TRANSCRIPT_STALE_S = env_int("RELISTEN_TRANSCRIPT_STALE_S", 120, minimum=2, maximum=86400)

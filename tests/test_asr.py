@@ -17,6 +17,7 @@ import av
 import numpy as np
 import pytest
 
+from relisten.lib.asr import whisper as whisper_module
 from relisten.lib.asr.audio import (
     MSG_EMPTY,
     MSG_NO_AUDIO,
@@ -31,6 +32,7 @@ from relisten.lib.asr.types import AsrSettings, Transcript
 from relisten.lib.asr.whisper import (
     ModelNotFound,
     WhisperTranscriber,
+    find_cut,
     pick_device,
     resolve_model,
     transcribe_channels,
@@ -316,3 +318,51 @@ def test_channels_are_transcribed_apart_and_echo_is_dropped(
     starts = [segment.start for segment in transcript.segments]
     assert starts == sorted(starts)
     assert reported[-1] == 1.0 and reported == sorted(reported)
+
+
+# --- long recordings are transcribed in pieces cut at quiet points ----------------------------
+
+def test_find_cut_picks_the_quiet_gap_before_the_nominal_cut() -> None:
+    rng = np.random.default_rng(7)
+    samples = (0.3 * rng.standard_normal(30 * SAMPLE_RATE)).astype(np.float32)
+    gap_start, gap_end = int(12.3 * SAMPLE_RATE), int(12.7 * SAMPLE_RATE)
+    samples[gap_start:gap_end] *= 0.01  # a pause between words, 40 dB quieter
+    samples[int(25 * SAMPLE_RATE):] *= 0.001  # quieter still, but after the nominal cut
+
+    cut = find_cut(samples, nominal=20 * SAMPLE_RATE, search=10 * SAMPLE_RATE)
+
+    assert gap_start <= cut <= gap_end
+
+
+def test_find_cut_stays_inside_the_search_window() -> None:
+    samples = np.ones(10 * SAMPLE_RATE, dtype=np.float32)
+    cut = find_cut(samples, nominal=8 * SAMPLE_RATE, search=2 * SAMPLE_RATE)
+    assert 6 * SAMPLE_RATE <= cut <= 8 * SAMPLE_RATE
+    assert find_cut(samples, nominal=100, search=50) == 100, "too short to search: no change"
+
+
+def test_long_audio_in_pieces_matches_the_whole_transcription(
+    transcriber: WhisperTranscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clips = sorted((SPEECH / "ljspeech").glob("*.wav"))[:10]
+    require(len(clips) == 10, "the LJ Speech clips are not here")
+    audio = np.concatenate([decode(clip) for clip in clips])
+    duration = audio.size / SAMPLE_RATE
+    assert duration > 60, "long enough for several 20 s pieces"
+
+    whole = transcriber.transcribe(audio)  # shorter than PIECE_S: the single-pass path
+    monkeypatch.setattr(whisper_module, "PIECE_S", 20.0)
+    monkeypatch.setattr(whisper_module, "CUT_SEARCH_S", 5.0)
+    reported: list[float] = []
+    pieced = transcriber.transcribe(audio, reported.append)
+
+    words = [word for segment in pieced.segments for word in segment.words]
+    starts = [word.start for word in words]
+    assert starts == sorted(starts), "word times increase across pieces"
+    assert all(0.0 <= w.start <= w.end <= duration for w in words)
+    assert starts[-1] > duration - 15, "the last piece is shifted to the end of the audio"
+    assert pieced.duration_s == pytest.approx(duration)
+    assert wer([(text_of(whole), text_of(pieced))]) <= 0.03
+    assert reported[0] == 0.0 and reported[-1] == 1.0
+    assert reported == sorted(reported), "progress never goes backwards across pieces"
+    assert any(0.3 < f < 0.7 for f in reported), "progress moves through the middle pieces"

@@ -398,3 +398,15 @@ def test_label_segments_word_outside_turns_keeps_previous_speaker() -> None:
     segment = Segment(0.0, 6.0, " Yes and no", words)
     out = label_segments([segment], [Turn(0.0, 0.6, "S1"), Turn(5.45, 6.0, "S2")], {})
     assert [(s.speaker, s.text) for s in out] == [("S1", " Yes and"), ("S2", " no")]
+
+
+def test_pyannote_backend_explains_what_is_missing() -> None:
+    """The optional backend never downloads: without a local pipeline it says how to set one."""
+    import numpy as np
+
+    from relisten.lib.diarize.pyannote_backend import PyannoteUnavailable, diarize
+
+    with pytest.raises(PyannoteUnavailable, match="RELISTEN_PYANNOTE_PIPELINE"):
+        diarize(np.zeros(16000, dtype=np.float32), 16000, None)
+    with pytest.raises(PyannoteUnavailable, match="RELISTEN_PYANNOTE_PIPELINE"):
+        diarize(np.zeros(16000, dtype=np.float32), 16000, "/nonexistent/config.yaml")

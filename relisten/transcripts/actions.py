@@ -384,7 +384,8 @@ def _segment_audit(actor: User, event: str, segment: Segment, fields: list[str])
 
 
 def _locked_segment(segment: Segment) -> Segment:
-    return (Segment.objects.select_for_update()
+    # of=("self",): PostgreSQL cannot lock the nullable side (speaker) of the outer join.
+    return (Segment.objects.select_for_update(of=("self",))
             .select_related("speaker", "transcript__recording__session__episode__client__clinic")
             .get(pk=segment.pk))
 

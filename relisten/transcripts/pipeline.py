@@ -212,8 +212,11 @@ def diarize(work: Work) -> None:
         work.speaker_source = "pyannote" if settings.DIARIZATION == "pyannote" else "diarized"
     work.channels = []  # not needed any more; free the memory
     if len({turn.speaker for turn in work.turns}) <= 1:
-        # One voice (or no diarization): a single speaker over the whole recording.
-        work.turns = [Turn(0.0, max(work.duration_s, 0.01), "S1")]
+        # One voice (or no diarization): one speaker, over the speech that was found — not
+        # over the silences, which would count as speech that is not there.
+        spans = [(turn.start, turn.end) for turn in work.turns] or work.regions
+        work.turns = ([Turn(start, end, "S1") for start, end in spans]
+                      or [Turn(0.0, max(work.duration_s, 0.01), "S1")])
         work.speaker_source = work.speaker_source if work.stereo else "single"
 
 
@@ -221,13 +224,13 @@ def _diarize_mono(audio: np.ndarray) -> list[Turn]:
     from relisten.lib.diarize import pipeline as builtin
 
     if settings.DIARIZATION == "pyannote":
-        try:
-            from relisten.lib.diarize import pyannote_backend  # type: ignore[attr-defined]
+        from relisten.lib.diarize import pyannote_backend
 
-            return list(pyannote_backend.diarize(audio, SAMPLE_RATE))
-        except ImportError:
-            logger.warning("RELISTEN_DIARIZATION=pyannote but pyannote is not installed; "
-                           "using the built-in diarization")
+        try:
+            return list(pyannote_backend.diarize(audio, SAMPLE_RATE,
+                                                 settings.PYANNOTE_PIPELINE))
+        except pyannote_backend.PyannoteUnavailable as error:
+            logger.warning("%s; using the built-in diarization", error)
     return list(builtin.diarize(audio, SAMPLE_RATE, encoder=speaker_encoder()))
 
 

@@ -251,6 +251,8 @@ def _postgres_hits(user: User, query: str, limit: int) -> list[tuple[int, str]]:
 def search_segments(user: User, query: str, limit: int = 50) -> list[SearchHit]:
     """Segments the user may see whose text matches `query`, best first, with snippets."""
     limit = max(1, min(limit, 200))
+    # Control characters mean nothing in a search and PostgreSQL refuses NUL in any string.
+    query = "".join(ch if ch.isprintable() else " " for ch in query)
     hits = _sqlite_hits(user, query, limit) if is_sqlite() else _postgres_hits(user, query, limit)
     if not hits:
         return []

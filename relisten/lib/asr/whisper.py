@@ -21,7 +21,8 @@ from relisten.lib.asr.audio import SAMPLE_RATE
 from relisten.lib.asr.types import AsrSettings, Segment, Transcript, Word
 
 __all__ = [
-    "ModelNotFound", "WhisperTranscriber", "pick_device", "resolve_model", "transcribe_channels",
+    "CUT_SEARCH_S", "PIECE_S", "ModelNotFound", "WhisperTranscriber", "find_cut", "pick_device",
+    "resolve_model", "transcribe_channels",
 ]
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,14 @@ _MIN_PROBABILITY = 1e-6
 # little. A segment whose own channel is this much quieter than another channel during it is
 # that echo, already transcribed on the louder channel (0.3 is about -10 dB).
 _BLEED_RATIO = 0.3
+# faster-whisper computes the log-mel features of its whole input at once (about 4 GB for an
+# hour), so longer recordings are transcribed in pieces of about this many seconds.
+PIECE_S = 300.0
+# Each piece ends at the quietest moment of the last CUT_SEARCH_S seconds before its nominal
+# end, so a word is not cut in half; energy is measured over windows of _CUT_WINDOW_S.
+CUT_SEARCH_S = 20.0
+_CUT_WINDOW_S = 0.2
+_CUT_HOP_S = 0.01
 
 
 class ModelNotFound(Exception):
@@ -130,8 +139,39 @@ class WhisperTranscriber:
         if samples.size == 0 or float(np.max(np.abs(samples))) < _SILENCE_PEAK:
             report(1.0)
             return Transcript((), self.settings.language or "en", duration)
+        if samples.size <= int(PIECE_S * SAMPLE_RATE):
+            segments, language = self._run_with_fallback(samples, duration, report)
+        else:
+            segments, language = self._run_in_pieces(samples, duration, report)
+        report(1.0)
+        return Transcript(tuple(segments), language, duration)
+
+    def _run_in_pieces(
+        self, samples: np.ndarray, duration: float, report: Callable[[float], None]
+    ) -> tuple[list[Segment], str]:
+        """Transcribe piece by piece so only one piece's features are in memory at a time."""
+        segments: list[Segment] = []
+        language = self.settings.language or "en"
+        found_language = False
+        for start, end in _pieces(samples):
+            piece = samples[start:end]
+            offset = start / SAMPLE_RATE
+            piece_duration = piece.size / SAMPLE_RATE
+            if float(np.max(np.abs(piece))) < _SILENCE_PEAK:
+                continue  # digital silence: Whisper would invent text for it (see transcribe)
+            part, part_language = self._run_with_fallback(
+                piece, piece_duration, _offset_report(report, offset, piece_duration, duration)
+            )
+            if part and not found_language:
+                language, found_language = part_language, True
+            segments.extend(_shifted(segment, offset) for segment in part)
+        return segments, language
+
+    def _run_with_fallback(
+        self, samples: np.ndarray, duration: float, report: Callable[[float], None]
+    ) -> tuple[list[Segment], str]:
         try:
-            segments, language = self._run(samples, duration, report)
+            return self._run(samples, duration, report)
         except RuntimeError as exc:
             if self.settings.device != "auto" or self.device == "cpu":
                 raise
@@ -139,9 +179,7 @@ class WhisperTranscriber:
             log.warning("GPU transcription failed (%s); retrying on the CPU", type(exc).__name__)
             self.device = "cpu"
             self._model = self._load("cpu")
-            segments, language = self._run(samples, duration, report)
-        report(1.0)
-        return Transcript(tuple(segments), language, duration)
+            return self._run(samples, duration, report)
 
     def _run(
         self, samples: np.ndarray, duration: float, report: Callable[[float], None]
@@ -165,6 +203,56 @@ class WhisperTranscriber:
                 furthest = max(furthest, min(1.0, float(raw.end) / duration))
                 report(furthest)
         return segments, str(info.language)
+
+
+def find_cut(samples: np.ndarray, nominal: int, search: int) -> int:
+    """The sample index in ``[nominal - search, nominal]`` at the quietest short window.
+
+    Cutting there rather than at ``nominal`` keeps words whole: the pause between two words
+    (or breaths) is the lowest-energy stretch near any point of normal speech.
+    """
+    nominal = min(nominal, samples.size)
+    low = max(0, nominal - search)
+    window = max(1, int(_CUT_WINDOW_S * SAMPLE_RATE))
+    region = samples[low:nominal]
+    if region.size <= window:
+        return nominal
+    # Energy of every window via a running sum: cheap even for 20 s at 16 kHz.
+    energy = np.concatenate(([0.0], np.cumsum(np.square(region, dtype=np.float64))))
+    hop = max(1, int(_CUT_HOP_S * SAMPLE_RATE))
+    starts = np.arange(0, region.size - window + 1, hop)
+    sums = energy[starts + window] - energy[starts]
+    # The last quietest window wins, so pieces stay as close to their nominal length as possible.
+    best = int(starts[sums.size - 1 - int(np.argmin(sums[::-1]))])
+    return low + best + window // 2
+
+
+def _pieces(samples: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) sample ranges of about PIECE_S each, cut at quiet points, covering all."""
+    piece = max(1, int(PIECE_S * SAMPLE_RATE))
+    search = min(int(CUT_SEARCH_S * SAMPLE_RATE), piece // 2)
+    ranges: list[tuple[int, int]] = []
+    start = 0
+    while samples.size - start > piece:
+        cut = find_cut(samples, start + piece, search)
+        ranges.append((start, cut))
+        start = cut
+    ranges.append((start, samples.size))
+    return ranges
+
+
+def _offset_report(
+    report: Callable[[float], None], offset: float, piece: float, total: float
+) -> Callable[[float], None]:
+    """A piece's own progress as a fraction of the whole recording."""
+    return lambda fraction: report(min(1.0, (offset + fraction * piece) / total))
+
+
+def _shifted(segment: Segment, offset: float) -> Segment:
+    words = tuple(
+        replace(word, start=word.start + offset, end=word.end + offset) for word in segment.words
+    )
+    return replace(segment, start=segment.start + offset, end=segment.end + offset, words=words)
 
 
 def _segment(raw: Any, duration: float, floor: float) -> Segment | None:
