@@ -208,7 +208,7 @@ def diarize(work: Work) -> None:
     elif settings.DIARIZATION == "off" or speech < MIN_DIARIZE_SPEECH_S:
         work.turns = []
     else:
-        work.turns = _diarize_mono(work.audio)
+        work.turns = _diarize_mono(work.audio, work.regions)
         work.speaker_source = "pyannote" if settings.DIARIZATION == "pyannote" else "diarized"
     work.channels = []  # not needed any more; free the memory
     if len({turn.speaker for turn in work.turns}) <= 1:
@@ -220,7 +220,7 @@ def diarize(work: Work) -> None:
         work.speaker_source = work.speaker_source if work.stereo else "single"
 
 
-def _diarize_mono(audio: np.ndarray) -> list[Turn]:
+def _diarize_mono(audio: np.ndarray, regions: list[tuple[float, float]]) -> list[Turn]:
     from relisten.lib.diarize import pipeline as builtin
 
     if settings.DIARIZATION == "pyannote":
@@ -231,7 +231,7 @@ def _diarize_mono(audio: np.ndarray) -> list[Turn]:
                                                  settings.PYANNOTE_PIPELINE))
         except pyannote_backend.PyannoteUnavailable as error:
             logger.warning("%s; using the built-in diarization", error)
-    return list(builtin.diarize(audio, SAMPLE_RATE, encoder=speaker_encoder()))
+    return list(builtin.diarize(audio, SAMPLE_RATE, encoder=speaker_encoder(), regions=regions))
 
 
 def assign_roles(work: Work) -> None:

@@ -34,7 +34,9 @@ __all__ = [
 ]
 
 WINDOW_S = 1.5
-HOP_S = 0.75
+# 1.0 s rather than 0.75 s: a third fewer embeddings (diarization was ~24% of transcription
+# time) at the same DER on AMI; turn boundaries are placed to within about a second.
+HOP_S = 1.0
 VAD_CHUNK_S = 120.0  # Silero's ONNX wrapper holds ~20 MB per minute of input: feed it 2 at a time
 VAD_THRESHOLD = 0.2  # lower than ASR's 0.5: quiet and overlapped speech is most of the DER
 MIN_SILENCE_MS = 250  # a pause this long ends a region (turn changes often hide in short gaps)
@@ -163,11 +165,15 @@ def diarize(
     sample_rate: int = SAMPLE_RATE,
     num_speakers: int | None = None,
     encoder: SpeakerEncoder | None = None,
+    regions: list[tuple[float, float]] | None = None,
 ) -> list[Turn]:
-    """Speaker turns for mono audio; the number of speakers is estimated unless given."""
+    """Speaker turns for mono audio; the number of speakers is estimated unless given.
+    `regions`: speech already found by `speech_regions` (the pipeline's voice-activity step),
+    so it is not computed twice."""
     _check_rate(sample_rate)
     wav = np.asarray(audio, dtype=np.float32)
-    regions = speech_regions(wav, sample_rate)
+    if regions is None:
+        regions = speech_regions(wav, sample_rate)
     if not regions:
         return []
     encoder = encoder or SpeakerEncoder()
