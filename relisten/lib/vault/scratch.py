@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from relisten.lib.vault.stream import TAG_SIZE, IntegrityError
+from relisten.lib.vault.stream import TAG_SIZE, IntegrityError, seek_target
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -137,16 +137,7 @@ class EncryptedScratchFile(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._require_fd()
-        if whence == io.SEEK_SET:
-            target = offset
-        elif whence == io.SEEK_CUR:
-            target = self._pos + offset
-        elif whence == io.SEEK_END:
-            target = self._size + offset
-        else:
-            raise ValueError(f"invalid whence ({whence})")
-        if target < 0:
-            raise ValueError("negative seek position")
+        target = seek_target(self._pos, self._size, offset, whence)
         self._pos = target
         return target
 

@@ -308,6 +308,21 @@ class StreamReader:
         return _PlaintextFile(self)
 
 
+def seek_target(position: int, size: int, offset: int, whence: int) -> int:
+    """The new position for io-style seek(offset, whence); shared by the vault's file views."""
+    if whence == io.SEEK_SET:
+        target = offset
+    elif whence == io.SEEK_CUR:
+        target = position + offset
+    elif whence == io.SEEK_END:
+        target = size + offset
+    else:
+        raise ValueError(f"invalid whence ({whence})")
+    if target < 0:
+        raise ValueError("negative seek position")
+    return target
+
+
 class _PlaintextFile(io.RawIOBase):
     """Read-only seekable view of a StreamReader's plaintext (for PyAV and similar readers)."""
 
@@ -328,16 +343,7 @@ class _PlaintextFile(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_open()
-        if whence == io.SEEK_SET:
-            target = offset
-        elif whence == io.SEEK_CUR:
-            target = self._pos + offset
-        elif whence == io.SEEK_END:
-            target = self._reader.length + offset
-        else:
-            raise ValueError(f"invalid whence ({whence})")
-        if target < 0:
-            raise ValueError("negative seek position")
+        target = seek_target(self._pos, self._reader.length, offset, whence)
         self._pos = target
         return target
 
