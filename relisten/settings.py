@@ -144,6 +144,7 @@ INSTALLED_APPS = [
     "relisten.core",
     "relisten.recordings",
     "relisten.transcripts",
+    "relisten.review",
 ]
 
 MIDDLEWARE = [

@@ -19,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEST = ROOT / "relisten" / "static" / "vendor"
+# Test-only files (never served by the app) live beside the browser tests.
+TEST_DEST = ROOT / "tests" / "browser" / "vendor"
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,8 @@ class Pin:
     package: str
     version: str
     integrity: str  # npm's dist.integrity (sha512, base64)
-    files: dict[str, str]  # path inside the tarball -> file name under DEST
+    files: dict[str, str]  # path inside the tarball -> file name under `dest`
+    dest: Path = DEST
 
 
 PINS = [
@@ -36,6 +39,22 @@ PINS = [
         integrity="sha512-Thx/WtpeOQqSrqBCw/A1cwGJGg4UrVa3+sW0GmrM3p4gJgO89ecH4qtbnyzDDWFvBTqjnIMCgELTNt636dtamA==",
         files={"package/dist/htmx.min.js": "htmx-2.0.11.min.js",
                "package/LICENSE": "htmx-LICENSE.txt"},
+    ),
+    Pin(
+        # Resumable file uploads from the session page (the tus 1.0.0 protocol our server speaks).
+        package="tus-js-client",
+        version="4.3.1",
+        integrity="sha512-ZLeYmjrkaU1fUsKbIi8JML52uAocjEZtBx4DKjRrqzrZa0O4MYwT6db+oqePlspV+FxXJAyFBc/L5gwUi2OFsg==",
+        files={"package/dist/tus.min.js": "tus-js-client-4.3.1.min.js",
+               "package/LICENSE": "tus-js-client-LICENSE.txt"},
+    ),
+    Pin(
+        # The accessibility checker the browser tests inject; not part of the app.
+        package="axe-core",
+        version="4.14.1",
+        integrity="sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==",
+        files={"package/axe.min.js": "axe-4.14.1.min.js", "package/LICENSE": "axe-LICENSE.txt"},
+        dest=TEST_DEST,
     ),
 ]
 
@@ -58,14 +77,14 @@ def vendor(pin: Pin) -> None:
     with urllib.request.urlopen(_tarball_url(pin), timeout=60) as response:  # noqa: S310
         data = response.read()
     _check_integrity(pin, data)
-    DEST.mkdir(parents=True, exist_ok=True)
+    pin.dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         for inner, target in pin.files.items():
             member = archive.extractfile(inner)
             if member is None:
                 raise SystemExit(f"{pin.package}: {inner} missing from the tarball")
-            (DEST / target).write_bytes(member.read())
-            print(f"wrote {DEST.relative_to(ROOT) / target}")
+            (pin.dest / target).write_bytes(member.read())
+            print(f"wrote {pin.dest.relative_to(ROOT) / target}")
 
 
 def main() -> int:
