@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from relisten.accounts.models import Clinic
+from relisten.core.demo import add_demo_recording
 from relisten.core.personas import DEMO_CLINIC, STAFF, build_cast
 
 DEMO_PASSWORD = "relisten-demo-2026"
@@ -19,8 +20,10 @@ class Command(BaseCommand):
             raise CommandError("The demo clinic has known passwords; set RELISTEN_DEMO_MODE=1 to "
                                "load it (never on a server with real clients).")
         if not Clinic.objects.filter(name=DEMO_CLINIC).exists():
-            build_cast(DEMO_PASSWORD)
-            self.stdout.write("Loaded the demo clinic.")
+            cast = build_cast(DEMO_PASSWORD)
+            self.stdout.write("Loaded the demo clinic; transcribing its recorded session…")
+            add_demo_recording(cast)
+            self.stdout.write("Done: Cora Client's session 1 is recorded and transcribed.")
         rows = [(name, username, ", ".join(str(r.label) for r in roles))
                 for _, username, name, roles in STAFF]
         rows += [("Cora Client", "cora.client", "Client of Tess"),
