@@ -17,5 +17,6 @@ urlpatterns = [
     path("", include("relisten.clients.portal_urls")),
     path("", include("relisten.recordings.urls")),
     path("", include("relisten.transcripts.urls")),
+    path("", include("relisten.review.urls")),  # time-stamped comments
     path("api/v1/", api.urls),
 ]

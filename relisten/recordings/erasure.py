@@ -21,6 +21,7 @@ from relisten.accounts.models import User
 from relisten.audit.log import record_event
 from relisten.recordings import vault
 from relisten.recordings.models import Kind, Recording, RetentionRule, State
+from relisten.review.actions import erase_comments
 from relisten.transcripts.actions import erase_transcript
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def erase_recording(*, actor: User | None, recording: Recording,
             changes={"kind": locked.kind, "reason": reason, "previous_state": previous},
         )
         erase_transcript(actor=actor, recording=locked, reason=reason)
+        erase_comments(actor=actor, recording=locked, reason=reason)  # what was said about it
         transaction.on_commit(lambda: _delete_object(name))
     return locked
 
