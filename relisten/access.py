@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
 from relisten.accounts.models import (
@@ -25,9 +25,10 @@ from relisten.accounts.models import (
 )
 from relisten.audit.log import record_event_now
 from relisten.clients.models import Client, Episode, TherapySession
-from relisten.consent.models import ConsentText, Purpose
+from relisten.consent.models import ConsentDecision, ConsentText, Purpose
 from relisten.consent.policy import is_allowed
 from relisten.recordings.models import Recording, State, Upload
+from relisten.review.models import Comment, Scope
 from relisten.transcripts.models import Segment, Speaker, Transcript
 
 
@@ -186,8 +187,8 @@ def recordings_for_user(user: User, act: Act = Act.VIEW) -> QuerySet[Recording]:
 
     The treating therapist or trainee of the session's episode may do both. The episode's
     supervisor may play them only while the client's "supervision review" consent is in force,
-    and the client may play their own only while "client access" consent is. Recordings that
-    are not READY are invisible to everyone.
+    and the client may play their own only while "client access" consent is, and only those of
+    sessions shared with them. Recordings that are not READY are invisible to everyone.
     """
     if not user.is_authenticated:
         return Recording.objects.none()
@@ -199,7 +200,8 @@ def recordings_for_user(user: User, act: Act = Act.VIEW) -> QuerySet[Recording]:
         )
         allowed |= Q(session__episode__in=supervised.filter(client_id__in=reviewable))
         own = _clients_consenting(own_client_records(user), Purpose.CLIENT_ACCESS)
-        allowed |= Q(session__episode__client_id__in=own)
+        # The client sees only the sessions their therapist shared with them (portal helper).
+        allowed |= Q(session__episode__client_id__in=own, session__shared_with_client=True)
     return Recording.objects.filter(allowed, state=State.READY).distinct()
 
 
@@ -337,3 +339,146 @@ def get_speaker_for_user(
         raise _deny(user, "speaker", raw_speaker_id)
     speaker.transcript = transcript
     return speaker
+
+
+# ---- comments (time-stamped comments on a recording) -----------------------------------------
+# A comment is visible only to someone who can see its recording, and then by its thread's scope:
+# PRIVATE to its author, CARE_TEAM to the staff who can see the recording (never the client),
+# CLIENT to those staff and to the client. A reply always follows its thread's root, so nobody
+# reads an answer to a comment they cannot read. Only the author edits or deletes.
+
+def is_recordings_client(user: User, recording: Recording) -> bool:
+    """Whether `user` is the client this recording is of (their own portal sign-in).
+
+    Free of queries when the recording came from get_recording_for_user (which loads the
+    session, episode and client with it)."""
+    return user.is_authenticated and recording.session.episode.client.user_id == user.pk
+
+
+def readable_comment_scopes(user: User, recording: Recording) -> tuple[str, ...]:
+    """The shared scopes (besides their own private notes) this user reads on a recording
+    they can see."""
+    if is_recordings_client(user, recording):
+        return (Scope.CLIENT,)
+    return (Scope.CARE_TEAM, Scope.CLIENT)
+
+
+def writable_comment_scopes(user: User, recording: Recording) -> tuple[str, ...]:
+    """Clients keep private notes or share with their therapist; staff may use every scope."""
+    if is_recordings_client(user, recording):
+        return (Scope.PRIVATE, Scope.CLIENT)
+    return (Scope.PRIVATE, Scope.CARE_TEAM, Scope.CLIENT)
+
+
+def _comment_scope_q(user: User, shared: tuple[str, ...], prefix: str) -> Q:
+    return Q(**{f"{prefix}scope__in": shared}) | Q(
+        **{f"{prefix}scope": Scope.PRIVATE, f"{prefix}author": user}
+    )
+
+
+def comments_for_user(user: User, recording: Recording) -> QuerySet[Comment]:
+    """Comments and replies on `recording` this user may read, in time order.
+
+    `recording` must come from get_recording_for_user (or a transcript from
+    get_transcript_for_user) for this same user: whether they may see the recording at all is
+    decided there; this decides which of its comments. One query, whatever the count.
+    """
+    if not user.is_authenticated:
+        return Comment.objects.none()
+    shared = readable_comment_scopes(user, recording)
+    # Roots by their own scope; replies by their root's, whatever they carry themselves.
+    visible = (Q(parent__isnull=True) & _comment_scope_q(user, shared, "")) | (
+        Q(parent__isnull=False) & _comment_scope_q(user, shared, "parent__")
+    )
+    return Comment.objects.filter(visible, recording=recording).select_related("author")
+
+
+def get_comment_for_user(user: User, raw_id: Any, *, author_only: bool = False) -> Comment:
+    """A comment the user may read (its recording visible to them, its scope readable), with
+    its recording loaded as get_recording_for_user loads it. `author_only`: for edit and
+    delete, which only the author may do; anyone else who can read it is told so (403)."""
+    public_id = _parse_id(raw_id)
+    found = (
+        Comment.objects.filter(public_id=public_id).select_related("parent").first()
+        if public_id else None
+    )
+    recording = (
+        recordings_for_user(user, Act.VIEW).select_related("session__episode__client__clinic")
+        .filter(pk=found.recording_id).first()
+        if found is not None else None
+    )
+    comment = (
+        comments_for_user(user, recording).filter(pk=found.pk).first()
+        if found is not None and recording is not None else None
+    )
+    if comment is None or recording is None:
+        raise _deny(user, "comment", raw_id)
+    comment.recording = recording
+    if author_only and comment.author_id != user.pk:
+        record_event_now(
+            actor=user, event_type="authz.forbidden",
+            changes={"object_type": "comment", "object_id": str(comment.public_id)},
+        )
+        raise PermissionDenied("Only the person who wrote a comment can change or delete it.")
+    return comment
+
+
+# ---- sharing: the supervisor's queue, the client's portal, home pages (portal helper) --------
+
+def _latest_decision_granted(purpose: Purpose, client_path: str) -> Subquery:
+    """Whether the client at `client_path` has `purpose` in force, as consent.policy.is_allowed
+    decides it (the latest decision by insertion order is a grant), but inside one SQL query
+    so that a list of many clients costs no query per client. NULL (no decision) means no."""
+    return Subquery(
+        ConsentDecision.objects.filter(client=OuterRef(client_path), purpose=purpose)
+        .order_by("-id").values("granted")[:1]
+    )
+
+
+def consents_in_force(client: Client, *purposes: Purpose) -> dict[Purpose, bool]:
+    """For each purpose, whether it is in force for this client now: one query for them all."""
+    row = (
+        Client.objects.filter(pk=client.pk)
+        .annotate(**{purpose.value: _latest_decision_granted(purpose, "pk")
+                     for purpose in purposes})
+        .values(*[purpose.value for purpose in purposes])
+        .first()
+    ) or {}
+    return {purpose: bool(row.get(purpose.value)) for purpose in purposes}
+
+
+def supervision_queue_for_user(user: User) -> QuerySet[TherapySession]:
+    """Sessions shared for supervision whose episode this user supervises, while the client's
+    supervision-review consent is in force; the longest-waiting first."""
+    if not user.is_authenticated:
+        return TherapySession.objects.none()
+    return (
+        TherapySession.objects.filter(
+            shared_for_supervision=True, episode__in=Episode.objects.filter(_supervising_q(user))
+        )
+        .annotate(review_allowed=_latest_decision_granted(Purpose.SUPERVISION_REVIEW,
+                                                          "episode__client"))
+        .filter(review_allowed=True)
+        .order_by("shared_for_supervision_at", "scheduled_at", "pk")
+    )
+
+
+def shared_recordings_for_client(user: User, client: Client) -> QuerySet[Recording]:
+    """What the client may play in their portal: recordings_for_user decides (shared sessions,
+    client-access consent, READY), narrowed to this one of their records."""
+    return recordings_for_user(user, Act.VIEW).filter(session__episode__client=client)
+
+
+def comments_from_others_for_user(user: User) -> QuerySet[Comment]:
+    """Comments others wrote on recordings this user treats, as far as the comment rules let
+    this user read them (the client's "shared with my therapist", the supervisor's care-team
+    notes): the therapist's "needs attention" and the trainee's "feedback received"."""
+    if not user.is_authenticated:
+        return Comment.objects.none()
+    shared = (Scope.CARE_TEAM, Scope.CLIENT)  # staff read both shared scopes
+    visible = (Q(parent__isnull=True) & _comment_scope_q(user, shared, "")) | (
+        Q(parent__isnull=False) & _comment_scope_q(user, shared, "parent__")
+    )
+    return Comment.objects.filter(
+        visible, recording__in=recordings_for_user(user, Act.TREAT)
+    ).exclude(author=user)

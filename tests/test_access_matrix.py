@@ -36,6 +36,7 @@ from relisten.lib.vault.keys import new_keyring, save_keyring
 from relisten.recordings import actions as recording_actions
 from relisten.recordings import vault
 from relisten.recordings.models import Kind, Recording, Upload
+from relisten.review.models import Comment
 from relisten.transcripts.models import Transcript
 from tests.conftest import PASSWORD, sign_in
 from tests.test_media_playback import make_recording
@@ -49,7 +50,7 @@ PERSONAS = (
 SIGN_IN = "/accounts/sign-in/"
 DENIAL_EVENTS = {"authz.denied", "authz.forbidden"}
 # Namespaces whose pages show a client's clinical record (the portal is the client's own).
-CLINICAL = {"clients", "api", "recordings", "transcripts"}
+CLINICAL = {"clients", "api", "recordings", "transcripts", "review"}
 # What a look at clinical content leaves in the client's access log (playing a recording is one,
 # downloading a transcript another).
 READ_EVENTS = {"record.viewed", "recording.played", "transcript.exported"}
@@ -343,6 +344,11 @@ def _recording_rows() -> list[Row]:
             data=lambda c: {"confirm": "on"},
         ),
         Row("recordings:upload", "cora", _pick(_upload, "a"), a_upload, method="HEAD", headers=TUS),
+        # capture panel (issue 5): the states of one's own uploads to a session one treats.
+        Row("recordings:capture_status", "cora", lambda c: _session(c, "a"),
+            expect({"therapist_a": 200, "supervisor": 403})),
+        Row("recordings:capture_status", "colin", lambda c: _session(c, "b"),
+            expect({"therapist_b": 200})),
         Row(
             "recordings:upload",
             "colin",
@@ -434,8 +440,79 @@ def _transcript_rows() -> list[Row]:
     return rows
 
 
+def _sharing_rows() -> list[Row]:
+    # Sharing a session (issue 5): only its treating therapist; the supervisor may look at the
+    # session but not share it. Colin's episode has no supervisor, so his row shares with him.
+    def demo(c: Cast) -> dict[str, Any]:
+        return _clinic(c, "demo")
+
+    return [
+        Row("clients:session_sharing", "cora", lambda c: _session(c, "a"),
+            expect({"therapist_a": 302, "supervisor": 403}), method="POST",
+            data=lambda c: {"target": "supervision", "shared": "1"}),
+        Row("clients:session_sharing", "colin", lambda c: _session(c, "b"),
+            expect({"therapist_b": 302}), method="POST",
+            data=lambda c: {"target": "client", "shared": "1"}),
+        Row("accounts:clinic_sharing_default", "demo", demo, expect({"admin": 302}),
+            method="POST", data=lambda c: {"share_by_default": "on"}),
+    ]
+
+
+# ---- time-stamped comments (issue 5, comments helper) ----------------------------------------
+
+def _a_comment(which: str, scope: str) -> Kwargs:
+    """A fresh comment by the treating therapist on the session's recording (each test runs in
+    its own savepoint, so it exists for that test only)."""
+    def kwargs(cast: Cast) -> dict[str, Any]:
+        client = cast.client_a if which == "a" else cast.client_b
+        author = cast.therapist_a if which == "a" else cast.therapist_b
+        recording = Recording.objects.get(session__episode__client=client, state="ready")
+        comment = Comment.objects.create(recording=recording, author=author, start=1.0,
+                                         body="A remark about this moment.", scope=scope)
+        return {"comment_id": comment.public_id}
+
+    return kwargs
+
+
+def _comment_rows() -> list[Row]:
+    # The comments panel follows the recording (Cora: her therapist, her supervisor with her
+    # supervision consent, herself as the session is shared with her). Within it, each
+    # comment's scope decides: a care-team comment is not the client's to read or answer, a
+    # private one is its author's alone; only the author edits or deletes.
+    a_read = expect({"therapist_a": 200, "supervisor": 200, "client_user_a": 200})
+    a_write = expect({"therapist_a": 302, "supervisor": 302, "client_user_a": 302})
+    a_own = expect({"therapist_a": 302, "supervisor": 403, "client_user_a": 403})
+    reply = {"body": "Thank you, noted."}
+    note = {"at": "0:01", "body": "A note for later.", "scope": "private"}
+    return [
+        Row("review:comments", "cora", _pick(_recording, "a"), a_read),
+        Row("review:comments", "colin", _pick(_recording, "b"), expect({"therapist_b": 200})),
+        Row("review:comments", "cora", _pick(_recording, "a"), a_write, method="POST",
+            data=lambda c: note),
+        Row("review:comments", "colin", _pick(_recording, "b"), expect({"therapist_b": 302}),
+            method="POST", data=lambda c: note),
+        Row("review:comment_reply", "cora", _a_comment("a", "client"), a_write, method="POST",
+            data=lambda c: reply),
+        Row("review:comment_reply", "cora", _a_comment("a", "care_team"),
+            expect({"therapist_a": 302, "supervisor": 302}), method="POST",
+            data=lambda c: reply),
+        Row("review:comment_reply", "cora", _a_comment("a", "private"),
+            expect({"therapist_a": 302}), method="POST", data=lambda c: reply),
+        Row("review:comment_reply", "colin", _a_comment("b", "client"),
+            expect({"therapist_b": 302}), method="POST", data=lambda c: reply),
+        Row("review:comment_edit", "cora", _a_comment("a", "client"), a_own, method="POST",
+            data=lambda c: {"body": "A remark, reworded.", "tags": "rupture"}),
+        Row("review:comment_edit", "cora", _a_comment("a", "care_team"),
+            expect({"therapist_a": 302, "supervisor": 403}), method="POST",
+            data=lambda c: {"body": "A remark, reworded."}),
+        Row("review:comment_delete", "cora", _a_comment("a", "client"), a_own, method="POST"),
+        Row("review:comment_delete", "colin", _a_comment("b", "care_team"),
+            expect({"therapist_b": 302}), method="POST"),
+    ]
+
+
 ROWS = (_clinical_rows() + _admin_rows() + _portal_rows() + _api_rows() + _recording_rows()
-        + _transcript_rows())
+        + _transcript_rows() + _sharing_rows() + _comment_rows())
 
 
 def _row_id(row: Row) -> str:
@@ -475,6 +552,9 @@ def module_cast(
                                        created_by=therapist, scratch=root)
             make_transcript(recording, [("S1", "How was the week?"),
                                         ("S2", "Quieter than the one before.")])
+            # Sharing (issue 5): Cora's therapist shared this session with her; Colin's did not.
+            session.shared_with_client = client == cast.client_a
+            session.save(update_fields=["shared_with_client"])
             recording_actions.create_upload(
                 actor=therapist, session=session, kind=Kind.AUDIO, length=100_000
             )

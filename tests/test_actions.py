@@ -169,6 +169,24 @@ def _publish_consent_text(w: World) -> Expected:
     return [("consent_text.published", w.cast.admin, None, text)]
 
 
+def _share_with_client(w: World) -> Expected:
+    clients.share_with_client(actor=w.cast.therapist_a, session=w.session, shared=True)
+    assert TherapySession.objects.get(pk=w.session.pk).shared_with_client
+    return [("session.shared_with_client", w.cast.therapist_a, w.subject, w.session)]
+
+
+def _share_for_supervision(w: World) -> Expected:
+    clients.share_for_supervision(actor=w.cast.therapist_a, session=w.session, shared=True)
+    assert TherapySession.objects.get(pk=w.session.pk).shared_for_supervision
+    return [("session.shared_for_supervision", w.cast.therapist_a, w.subject, w.session)]
+
+
+def _set_clinic_sharing_default(w: World) -> Expected:
+    clients.set_clinic_sharing_default(actor=w.cast.admin, clinic=w.cast.clinic, share=True)
+    assert Clinic.objects.get(pk=w.cast.clinic.pk).share_sessions_with_clients_by_default
+    return [("clinic.sharing_default_changed", w.cast.admin, None, w.cast.clinic)]
+
+
 ACTIONS: dict[str, Callable[[World], Expected]] = {
     "create_clinic": _create_clinic,
     "create_user": _create_user,
@@ -185,6 +203,9 @@ ACTIONS: dict[str, Callable[[World], Expected]] = {
     "record_decision": _record_decision,
     "revoke": _revoke,
     "publish_consent_text": _publish_consent_text,
+    "share_with_client": _share_with_client,
+    "share_for_supervision": _share_for_supervision,
+    "set_clinic_sharing_default": _set_clinic_sharing_default,
 }
 
 AUDITED_MODELS: list[type[models.Model]] = [

@@ -54,3 +54,23 @@ def test_demo_therapist_and_client_see_the_session(demo: Recording) -> None:
         reverse("clients:session", kwargs={"session_id": demo.session.public_id}))
     assert page.status_code == 200
     assert "back up their data" in page.content.decode()
+
+
+def test_demo_has_a_comment_thread_in_each_scope(demo: Recording) -> None:
+    from relisten.review.models import Comment, Scope
+
+    top_level = Comment.objects.filter(recording=demo, parent=None)
+    scopes = set(top_level.values_list("scope", flat=True))
+    assert scopes == {Scope.PRIVATE, Scope.CARE_TEAM, Scope.CLIENT}
+    assert Comment.objects.filter(recording=demo).exclude(parent=None).exists()  # a reply
+
+
+def test_demo_client_sees_shared_session_but_not_private_notes(demo: Recording) -> None:
+    cora = User.objects.get(username="cora.client")
+    page = sign_in(HttpClient(), cora).get(
+        reverse("transcripts:page", kwargs={"recording_id": demo.public_id}))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "agreed to listen to again" in html  # Tess's comment shared with Cora
+    assert "Bookmark: what I want to remember" in html  # Cora's own
+    assert "Note to self" not in html and "Thoughts?" not in html  # private, care team

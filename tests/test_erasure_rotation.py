@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from relisten.accounts.models import User
 from relisten.audit.log import CLINICAL_KEYS
-from relisten.clients.actions import discharge_episode, schedule_session
+from relisten.clients.actions import discharge_episode, schedule_session, share_with_client
 from relisten.clients.models import TherapySession
 from relisten.core.personas import Cast
 from relisten.lib.vault.keys import load_keyring, rotated, save_keyring
@@ -200,6 +200,8 @@ def test_only_the_treating_therapist_may_erase(
     signed_in: Callable[[User], HttpClient],
 ) -> None:
     recording = make_recording(first_session(cast), b"p" * 100, created_by=cast.therapist_a)
+    # Shared with Cora (issue 5), so she can see it: her answer is 403, not 404.
+    share_with_client(actor=cast.therapist_a, session=first_session(cast), shared=True)
     http = signed_in(getattr(cast, persona))
     assert http.get(_erase_url(recording)).status_code == status
     assert http.post(_erase_url(recording), {"confirm": "on"}).status_code == status

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from relisten.accounts.models import Membership, User
 from relisten.audit.models import AuditEvent
-from relisten.clients.actions import schedule_session
+from relisten.clients.actions import schedule_session, share_with_client
 from relisten.clients.models import TherapySession
 from relisten.consent.actions import record_decision
 from relisten.consent.models import Method, Purpose
@@ -336,6 +336,8 @@ def test_only_treating_supervising_and_own_client_may_fetch(
 ) -> None:
     marker = b"SESSION-AUDIO-" * 500
     recording = make_recording(first_session(cast), marker, created_by=cast.therapist_a)
+    # Cora may play it because her therapist shared the session with her (issue 5).
+    share_with_client(actor=cast.therapist_a, session=first_session(cast), shared=True)
     for persona in EVERYONE:
         user = getattr(cast, persona)
         response = signed_in(user).get(media_url(recording), HTTP_RANGE="bytes=0-")
@@ -389,6 +391,7 @@ def test_revoking_client_access_stops_the_next_request(
     cast: Cast, vault_env: VaultEnv, signed_in: Callable[[User], HttpClient]
 ) -> None:
     recording = make_recording(first_session(cast), b"y" * 5000, created_by=cast.therapist_a)
+    share_with_client(actor=cast.therapist_a, session=first_session(cast), shared=True)
     client_http = signed_in(cast.client_user_a)
     assert client_http.get(media_url(recording), HTTP_RANGE="bytes=0-9").status_code == 206
     set_consent(cast, Purpose.CLIENT_ACCESS, granted=False)

@@ -17,6 +17,7 @@ from django.test import Client as HttpClient
 
 from relisten.accounts.models import User
 from relisten.audit.models import AuditEvent
+from relisten.clients.actions import share_with_client
 from relisten.consent.actions import revoke
 from relisten.consent.models import Method, Purpose
 from relisten.core.personas import Cast
@@ -87,10 +88,15 @@ COLIN_LINES: list[Line] = [
 
 @pytest.fixture
 def transcripts(cast: Cast, vault_env: VaultEnv, tmp_path: Path) -> dict[str, Transcript]:
-    return {
+    found = {
         "cora": make_transcript(recording_for(cast, "a", tmp_path), CORA_LINES),
         "colin": make_transcript(recording_for(cast, "b", tmp_path), COLIN_LINES),
     }
+    # Both sessions shared with their clients (issue 5): only consent now tells them apart.
+    for therapist, transcript in ((cast.therapist_a, found["cora"]),
+                                  (cast.therapist_b, found["colin"])):
+        share_with_client(actor=therapist, session=transcript.recording.session, shared=True)
+    return found
 
 
 def texts(user: User, query: str, limit: int = 50) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.test import Client as HttpClient
 from django.utils import timezone
 
 from relisten.audit.models import AuditEvent
+from relisten.clients.actions import share_with_client
 from relisten.core.personas import Cast
 from relisten.recordings.models import Recording
 from relisten.transcripts.models import Correction, RunState, Speaker, Transcript, TranscriptRun
@@ -34,7 +36,10 @@ LINES = [
 
 @pytest.fixture
 def transcript(cast: Cast, vault_env: VaultEnv, tmp_path: Path) -> Transcript:
-    return make_transcript(recording_for(cast, "a", tmp_path), LINES)
+    recording = recording_for(cast, "a", tmp_path)
+    # Cora reads it only because her therapist shared the session with her (issue 5).
+    share_with_client(actor=cast.therapist_a, session=recording.session, shared=True)
+    return make_transcript(recording, LINES)
 
 
 def page_url(recording: Recording) -> str:
@@ -85,7 +90,14 @@ def test_therapist_sees_speakers_times_low_confidence_and_forms(
     assert ">0:05</a>" in page  # the second segment starts at 5 s
     for fmt in ("vtt", "srt", "txt", "json", "docx"):
         assert export_url(transcript, fmt) in page
-    assert segment_url(transcript, 1) in page and speaker_url(transcript, "S2") in page
+    # One correction form for the whole page (moved into a passage by the player script), and
+    # a plain link per passage that opens it without JavaScript.
+    placeholder = f"/transcripts/{transcript.public_id}/segments/{uuid.UUID(int=0)}/edit"
+    assert f'data-edit-url="{placeholder}"' in page
+    assert page.count('id="correct-form"') == 1
+    segment = transcript.segments.get(index=1)
+    assert f"?edit={segment.public_id}#correct-form" in page
+    assert speaker_url(transcript, "S2") in page
     assert "csrfmiddlewaretoken" in page
     assert f"/recordings/{transcript.recording.public_id}/media" in page
     [viewed] = [e for e in new_events(before) if e.event_type == "record.viewed"]
@@ -102,6 +114,7 @@ def test_readers_see_the_transcript_but_no_edit_forms(
     page = response.content.decode()
     assert "insomnia" in page
     assert "/edit" not in page and "/rename" not in page
+    assert "correct-form" not in page and "edit=" not in page
     assert export_url(transcript, "vtt") in page
 
 
@@ -147,8 +160,11 @@ def test_active_run_shows_progress_with_external_script_only(
     assert re.search(r'<progress max="100" value="42"', page)
     assert "transcribe" in page
     scripts = re.findall(r"<script[^>]*>", page)
-    assert scripts == ['<script type="module" src="/static/relisten/transcript-status.js">']
+    assert '<script type="module" src="/static/relisten/transcript-status.js">' in scripts
+    assert all(re.fullmatch(r'<script type="module" src="/static/relisten/[a-z-]+\.js">', tag)
+               for tag in scripts), scripts  # same-origin modules only, nothing inline
     assert "insomnia" not in page  # no transcript yet
+    assert 'id="player"' in page  # the recording can be played while the transcript is made
 
 
 @pytest.mark.parametrize(("state", "error", "shown"), [
@@ -163,7 +179,7 @@ def test_finished_run_without_transcript_says_why(
     run_for(recording, state, error=error, finished_at=timezone.now())
     page = signed_in(cast.therapist_a).get(page_url(recording)).content.decode()
     assert shown in page
-    assert "data-status-url" not in page and "<script" not in page
+    assert "data-status-url" not in page and "transcript-status.js" not in page
 
 
 def test_no_run_yet(cast: Cast, vault_env: VaultEnv, tmp_path: Path, signed_in: Any) -> None:

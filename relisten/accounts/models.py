@@ -35,6 +35,9 @@ class User(AbstractUser):
 class Clinic(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=200)
+    # Clinic policy: whether a newly scheduled session starts shared with the client. Off by
+    # default; the therapist can change it per session, and consent still decides access.
+    share_sessions_with_clients_by_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

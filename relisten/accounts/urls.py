@@ -12,6 +12,8 @@ urlpatterns = [
     path("accounts/security/", views.security, name="security"),
     path("clinics/<uuid:clinic_id>/people/", views.clinic_people, name="clinic_people"),
     path("clinics/<uuid:clinic_id>/consent-texts/", views.consent_texts, name="consent_texts"),
+    path("clinics/<uuid:clinic_id>/sharing-default/", views.clinic_sharing_default,
+         name="clinic_sharing_default"),
     path("consent-texts/<uuid:text_id>/", views.consent_text_edit, name="consent_text_edit"),
     path("memberships/<uuid:membership_id>/revoke/", views.membership_revoke,
          name="membership_revoke"),

@@ -30,6 +30,7 @@ from relisten.accounts.forms import (
 from relisten.accounts.middleware import is_verified
 from relisten.accounts.models import Role, User
 from relisten.audit.log import record_event_now
+from relisten.clients.actions import set_clinic_sharing_default
 from relisten.consent.actions import publish_consent_text
 from relisten.consent.models import ConsentText, Purpose
 
@@ -249,6 +250,19 @@ def membership_add_role(request: HttpRequest, membership_id: str) -> HttpRespons
     else:
         messages.error(request, "Choose a role to add.")
     return redirect("accounts:clinic_people", clinic_id=membership.clinic.public_id)
+
+
+@login_required
+@require_POST
+def clinic_sharing_default(request: HttpRequest, clinic_id: str) -> HttpResponse:
+    """Clinic policy: whether new sessions start shared with the client (portal helper)."""
+    user = _user(request)
+    clinic = access.get_clinic_for_admin(user, clinic_id)
+    share = request.POST.get("share_by_default") == "on"
+    set_clinic_sharing_default(actor=user, clinic=clinic, share=share)
+    messages.success(request, "New sessions will start shared with the client." if share else
+                     "New sessions will start not shared with the client.")
+    return redirect("accounts:clinic_people", clinic_id=clinic.public_id)
 
 
 @login_required

@@ -29,6 +29,18 @@ EVENT_LABELS = {
     "mfa.recovery_codes_regenerated": "Made new recovery codes",
     "authz.denied": "Was refused access",
     "authz.forbidden": "Was refused a change",
+    # time-stamped comments (review)
+    "comment.created": "Added a comment",
+    "comment.replied": "Replied to a comment",
+    "comment.edited": "Edited a comment",
+    "comment.deleted": "Deleted a comment",
+    "comments.erased": "Erased the comments with the recording",
+    # Sharing sessions (portal helper)
+    "session.shared_with_client": "Shared a session with the client",
+    "session.unshared_with_client": "Stopped sharing a session with the client",
+    "session.shared_for_supervision": "Shared a session for supervision",
+    "session.unshared_for_supervision": "Took a session out of supervision review",
+    "clinic.sharing_default_changed": "Changed whether new sessions are shared with clients",
 }
 
 TARGET_LABELS = {
@@ -40,6 +52,7 @@ TARGET_LABELS = {
     "clinic": "clinic",
     "user": "account",
     "membership": "role",
+    "comment": "comment",  # time-stamped comments (review)
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from relisten.accounts.actions import create_user, grant_role
 from relisten.accounts.models import Clinic, Role, User
@@ -108,14 +109,16 @@ def schedule_session(
         # Numbering inside the transaction: the write lock (IMMEDIATE on SQLite, the
         # unique constraint on PostgreSQL) keeps two schedulers from taking the same number.
         last = episode.sessions.aggregate(last=Max("number"))["last"] or 0
+        clinic = episode.client.clinic
         session = TherapySession.objects.create(
-            episode=episode, number=last + 1, scheduled_at=scheduled_at, modality=modality
+            episode=episode, number=last + 1, scheduled_at=scheduled_at, modality=modality,
+            shared_with_client=clinic.share_sessions_with_clients_by_default,
         )
         record_event(
             actor=actor, event_type="session.scheduled", target=session, client=episode.client,
-            clinic=episode.client.clinic,
+            clinic=clinic,
             changes={"number": session.number, "scheduled_at": scheduled_at.isoformat(),
-                     "modality": modality},
+                     "modality": modality, "shared_with_client": session.shared_with_client},
         )
     return session
 
@@ -158,3 +161,59 @@ def link_existing_portal_user(*, actor: User, client: Client, user: User) -> Non
         client.save(update_fields=["user"])
         record_event(actor=actor, event_type="client.portal_access_given", target=client,
                      client=client, clinic=client.clinic)
+
+
+# ---- sharing (portal helper) -----------------------------------------------------------------
+# Sharing opens nothing by itself: relisten.access still asks for the client's consent (client
+# access, supervision review) on every request. The audit rows hold only the new on/off state.
+
+def share_with_client(*, actor: User, session: TherapySession, shared: bool) -> TherapySession:
+    """Let the client play this session's recordings in their portal (or stop letting them)."""
+    if session.shared_with_client == shared:
+        return session  # nothing changed, so nothing to put on record
+    with transaction.atomic():
+        session.shared_with_client = shared
+        session.save(update_fields=["shared_with_client"])
+        client = session.episode.client
+        record_event(
+            actor=actor, target=session, client=client, clinic=client.clinic,
+            event_type="session.shared_with_client" if shared else "session.unshared_with_client",
+            changes={"shared_with_client": shared},
+        )
+    return session
+
+
+def share_for_supervision(
+    *, actor: User, session: TherapySession, shared: bool
+) -> TherapySession:
+    """Put this session in the episode supervisor's review queue (or take it out)."""
+    if session.shared_for_supervision == shared:
+        return session
+    if shared and session.episode.supervisor_id is None:
+        raise ValueError("This episode of care has no supervisor to share the session with.")
+    with transaction.atomic():
+        session.shared_for_supervision = shared
+        session.shared_for_supervision_at = timezone.now() if shared else None
+        session.save(update_fields=["shared_for_supervision", "shared_for_supervision_at"])
+        client = session.episode.client
+        record_event(
+            actor=actor, target=session, client=client, clinic=client.clinic,
+            event_type=("session.shared_for_supervision" if shared
+                        else "session.unshared_for_supervision"),
+            changes={"shared_for_supervision": shared},
+        )
+    return session
+
+
+def set_clinic_sharing_default(*, actor: User, clinic: Clinic, share: bool) -> Clinic:
+    """Clinic policy for sessions scheduled from now on; existing sessions keep their setting."""
+    if clinic.share_sessions_with_clients_by_default == share:
+        return clinic
+    with transaction.atomic():
+        clinic.share_sessions_with_clients_by_default = share
+        clinic.save(update_fields=["share_sessions_with_clients_by_default"])
+        record_event(
+            actor=actor, event_type="clinic.sharing_default_changed", target=clinic,
+            clinic=clinic, changes={"share_sessions_with_clients_by_default": share},
+        )
+    return clinic

@@ -91,6 +91,16 @@ class TherapySession(models.Model):
         max_length=20, choices=Attendance.choices, default=Attendance.SCHEDULED
     )
     modality = models.CharField(max_length=20, choices=Modality.choices, default=Modality.IN_PERSON)
+    # Sharing is the therapist's choice per session; what it opens is still decided by consent
+    # (client access, supervision review) in relisten.access, so a share never outranks a "no".
+    shared_with_client = models.BooleanField(
+        default=False, help_text="The client may play it in their portal (with consent)."
+    )
+    shared_for_supervision = models.BooleanField(
+        default=False, help_text="It is in the supervisor's review queue (with consent)."
+    )
+    # The supervisor's queue is oldest first by this, not by the session date.
+    shared_for_supervision_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

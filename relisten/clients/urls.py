@@ -1,6 +1,6 @@
 from django.urls import path
 
-from relisten.clients import views
+from relisten.clients import sharing, views
 from relisten.consent import views as consent_views
 
 app_name = "clients"
@@ -18,4 +18,5 @@ urlpatterns = [
     path("episodes/<uuid:episode_id>/sessions/new/", views.session_new, name="session_new"),
     path("sessions/<uuid:session_id>/", views.session_detail, name="session"),
     path("sessions/<uuid:session_id>/edit/", views.session_edit, name="session_edit"),
+    path("sessions/<uuid:session_id>/sharing/", sharing.update_sharing, name="session_sharing"),
 ]

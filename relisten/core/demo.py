@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from relisten.clients.actions import share_for_supervision, share_with_client
 from relisten.clients.models import TherapySession
 from relisten.core.personas import Cast
 from relisten.recordings import actions as recording_actions
 from relisten.recordings.models import Kind, Recording, State
+from relisten.review.actions import create_comment, reply_to
+from relisten.review.models import Scope
 from relisten.transcripts import pipeline
 from relisten.transcripts.models import TranscriptRun
 
@@ -50,7 +53,33 @@ def transcribe_now(recording: Recording) -> str:
     return pipeline.execute(run.public_id)
 
 
+def add_demo_comments(recording: Recording, cast: Cast) -> None:
+    """One thread in each scope, so every persona finds something they may (and may not) see."""
+    tess, sam, cora = cast.therapist_a, cast.supervisor, cast.client_user_a
+    create_comment(actor=tess, recording=recording, start=4.5, end=None, scope=Scope.PRIVATE,
+                   body="Note to self: come back to the worry about losing things.",
+                   tags=["follow-up"])
+    question = create_comment(
+        actor=tess, recording=recording, start=17.5, end=26.0, scope=Scope.CARE_TEAM,
+        body="I wasn't sure whether to stay with this or move on. Thoughts?",
+        tags=["supervision", "pacing"])
+    reply_to(actor=sam, comment=question,
+             body="Staying with it was right; try reflecting the feeling before the content.")
+    create_comment(actor=tess, recording=recording, start=9.0, end=13.0, scope=Scope.CLIENT,
+                   body="This is the moment we agreed to listen to again before next week.",
+                   tags=["homework"])
+    create_comment(actor=cora, recording=recording, start=19.0, end=None, scope=Scope.PRIVATE,
+                   body="Bookmark: what I want to remember.", tags=[])
+    create_comment(actor=cora, recording=recording, start=24.0, end=None, scope=Scope.CLIENT,
+                   body="Hearing this again helped. Can we talk about it next time?", tags=[])
+
+
 def add_demo_recording(cast: Cast) -> Recording:
-    recording = upload_demo_audio(demo_session(cast), cast)
+    session = demo_session(cast)
+    recording = upload_demo_audio(session, cast)
     transcribe_now(recording)
+    # Tess shares the session with Cora (her consents allow it) and with her supervisor.
+    share_with_client(actor=cast.therapist_a, session=session, shared=True)
+    share_for_supervision(actor=cast.therapist_a, session=session, shared=True)
+    add_demo_comments(recording, cast)
     return recording
