@@ -33,6 +33,9 @@ PATCH_CONTENT_TYPE = "application/offset+octet-stream"
 READ_PIECE = 256 * 1024
 _NUMBER = re.compile(r"^[0-9]{1,19}$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# Not part of tus: which recording an upload makes, so the session page's capture panel can
+# follow it to READY (relisten/recordings/capture.py: capture_status). Same origin only.
+RECORDING_HEADER = "Relisten-Recording"
 
 View = Callable[..., HttpResponse]
 
@@ -168,6 +171,7 @@ def upload_create(request: HttpRequest) -> HttpResponse:
                               body_length=0, checksum=None, new_length=None)
     response = _plain(201)
     response["Location"] = _upload_url(request, upload)
+    response[RECORDING_HEADER] = str(upload.recording.public_id)
     response["Upload-Expires"] = http_date(upload.expires_at.timestamp())
     return response
 
@@ -179,6 +183,7 @@ def _state_headers(response: HttpResponse, upload: Upload) -> HttpResponse:
     else:
         response["Upload-Length"] = str(upload.length)
     response["Upload-Expires"] = http_date(upload.expires_at.timestamp())
+    response[RECORDING_HEADER] = str(upload.recording.public_id)
     response["Cache-Control"] = "no-store"
     return response
 
