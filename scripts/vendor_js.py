@@ -73,6 +73,15 @@ def _check_integrity(pin: Pin, data: bytes) -> None:
         raise SystemExit(f"{pin.package}@{pin.version}: integrity mismatch, refusing to write")
 
 
+def _without_source_map(target: str, data: bytes) -> bytes:
+    """Drop `//# sourceMappingURL=` lines: the maps are not shipped, and collectstatic's
+    manifest refuses a JavaScript file that names a missing map."""
+    if not target.endswith(".js"):
+        return data
+    lines = data.split(b"\n")
+    return b"\n".join(line for line in lines if not line.startswith(b"//# sourceMappingURL="))
+
+
 def vendor(pin: Pin) -> None:
     with urllib.request.urlopen(_tarball_url(pin), timeout=60) as response:  # noqa: S310
         data = response.read()
@@ -83,7 +92,7 @@ def vendor(pin: Pin) -> None:
             member = archive.extractfile(inner)
             if member is None:
                 raise SystemExit(f"{pin.package}: {inner} missing from the tarball")
-            (pin.dest / target).write_bytes(member.read())
+            (pin.dest / target).write_bytes(_without_source_map(target, member.read()))
             print(f"wrote {pin.dest.relative_to(ROOT) / target}")
 
 

@@ -454,12 +454,15 @@ def test_session_page_shows_a_player_only_for_ready_recordings(
                              state=State.RECEIVED)
     page = signed_in(cast.therapist_a).get(f"/sessions/{session.public_id}/").content.decode()
     assert f'src="{media_url(ready)}"' in page
-    assert str(pending.public_id) not in page
+    # Not playable until READY (the capture panel may still say it is being checked).
+    assert media_url(pending) not in page
+    assert f"/recordings/{pending.public_id}/transcript/" not in page
     assert f"/recordings/{ready.public_id}/erase/" in page
     # The supervisor may listen (consent given in the demo) but not erase.
     supervisor_page = signed_in(cast.supervisor).get(f"/sessions/{session.public_id}/")
     assert f'src="{media_url(ready)}"' in supervisor_page.content.decode()
     assert "/erase/" not in supervisor_page.content.decode()
+    assert str(pending.public_id) not in supervisor_page.content.decode()
 
 
 # ---- tamper evidence at the endpoint ---------------------------------------------------------

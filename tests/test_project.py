@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import uuid
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,18 @@ def test_database_worker_runs_queued_jobs(settings: object) -> None:
         )
         assert result.returncode == 0, result.stderr[-2000:]
         assert DBTaskResult.objects.get().status == "SUCCESSFUL"
+
+
+def test_collectstatic_with_the_production_manifest_storage(tmp_path: Path, settings: Any) -> None:
+    """`relisten serve` outside debug runs collectstatic with whitenoise's manifest storage,
+    which refuses files that name missing source maps or other missing files."""
+    from django.core.management import call_command
+
+    settings.STATIC_ROOT = tmp_path / "static"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    call_command("collectstatic", interactive=False, verbosity=0)
+    manifest = (tmp_path / "static" / "staticfiles.json").read_text()
+    assert "relisten/player.js" in manifest and "vendor/tus-js-client-4.3.1.min.js" in manifest

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Model
@@ -23,7 +25,11 @@ from relisten.clients.forms import (
     SessionForm,
 )
 from relisten.clients.models import Client
+from relisten.clients.sharing import sharing_context
 from relisten.consent.policy import current_status
+from relisten.recordings.capture import capture_context
+from relisten.recordings.models import Recording
+from relisten.review.workspace import session_page_address, workspace_context
 
 
 def _user(request: HttpRequest) -> User:
@@ -192,10 +198,32 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     record_read(actor=user, client=client, target=session,
                 role=access.relationship_to(user, client))
     can_treat = access.sessions_for_user(user, Act.TREAT).filter(pk=session.pk).exists()
-    recordings = access.recordings_for_user(user).filter(session=session)
-    return render(request, "clients/session_detail.html", {
-        "session": session, "client": client, "can_treat": can_treat, "recordings": recordings,
-    })
+    # Newest first; each with its latest transcription run (one query for all of them).
+    recordings = list(
+        access.recordings_for_user(user).filter(session=session)
+        .select_related("session__episode__client__clinic", "transcript")
+        .prefetch_related("runs")
+    )
+    chosen = _chosen_recording(recordings, request.GET.get("r", ""))
+    context: dict[str, Any] = {
+        "session": session, "client": client, "can_treat": can_treat,
+        "recordings": recordings, "chosen": chosen,
+        "sharing": sharing_context(user, session),
+    }
+    if can_treat:
+        context["capture"] = capture_context(user, session)
+    if chosen is not None:
+        context.update(workspace_context(
+            request, user, chosen, here=session_page_address(session, chosen)))
+    return render(request, "clients/session_detail.html", context)
+
+
+def _chosen_recording(recordings: list[Recording], wanted: str) -> Recording | None:
+    """The recording `?r=` names among those shown, else the newest (all shown are READY)."""
+    for recording in recordings:
+        if str(recording.public_id) == wanted:
+            return recording
+    return recordings[0] if recordings else None
 
 
 @login_required

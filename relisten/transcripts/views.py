@@ -1,41 +1,42 @@
-"""Transcript pages: status while a run is active, then who-said-what with corrections,
-exports, and search across every transcript the person may see.
+"""Transcript pages: the recording's review workspace (status while a run is active, then
+who-said-what beside the player, with corrections), exports, and search across every transcript
+the person may see.
 
 Every object comes through relisten.access (a transcript is visible exactly when its recording
-is); every change goes through relisten.transcripts.actions. Pages render on the server; the
-only script is the status poller, a same-origin static file, as the CSP requires.
+is); every change goes through relisten.transcripts.actions. The workspace itself is built in
+relisten.review.workspace; its scripts are same-origin static modules, as the CSP requires.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from relisten import access
 from relisten.access import Act
 from relisten.accounts.models import User
-from relisten.audit.log import record_event, record_event_now, record_read
+from relisten.audit.log import record_event, record_event_now
 from relisten.audit.models import AuditEvent, AuditHead
 from relisten.lib.asr import export as asr_export
 from relisten.lib.asr import types as asr
 from relisten.lib.hashchain import GENESIS
 from relisten.recordings.models import Recording
+from relisten.review.workspace import ACTIVE_STATES as ACTIVE_STATES  # the API reads it here
+from relisten.review.workspace import workspace_context
 from relisten.transcripts import actions
-from relisten.transcripts.models import Correction, RunState, Segment, Transcript, TranscriptRun
-from relisten.transcripts.search import clock, hit_transcripts, search_segments
+from relisten.transcripts.models import Segment, Transcript, TranscriptRun
+from relisten.transcripts.search import hit_transcripts, search_segments
 
-ACTIVE_STATES = frozenset({RunState.QUEUED, RunState.RUNNING})
 STATUS_POLL_WINDOW = dt.timedelta(minutes=15)
 
 
@@ -66,85 +67,7 @@ def to_asr_transcript(transcript: Transcript) -> asr.Transcript:
     )
 
 
-# ---- what the page shows ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Piece:
-    space: str  # the whitespace before the word, kept outside the low-confidence mark
-    text: str
-    low: bool
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    correction: Correction
-    what: str  # "text" or "speaker"
-    old: str
-    new: str
-
-
-@dataclass
-class SegmentRow:
-    segment: Segment
-    clock: str
-    pieces: list[Piece]
-    history: list[HistoryEntry] = field(default_factory=list)
-
-
-def _pieces(segment: Segment) -> list[Piece]:
-    """The segment's words with doubtful ones flagged, or its plain text once corrected.
-
-    After a correction the recogniser's words no longer spell the text, and marking stale
-    words would point at the wrong place, so the corrected text is shown as it is.
-    """
-    words = list(segment.words.all())
-    if words and "".join(w.text for w in words).strip() == segment.text.strip():
-        pieces = []
-        for position, word in enumerate(words):
-            text = word.text.lstrip()
-            space = word.text[: len(word.text) - len(text)] if position else ""
-            pieces.append(Piece(space, text, word.probability < asr.LOW_CONFIDENCE))
-        return pieces
-    return [Piece("", segment.text, False)]
-
-
-def _history(segment: Segment, names: dict[str, str]) -> list[HistoryEntry]:
-    """Corrections oldest first; speaker changes are stored as labels and shown as the
-    speakers' current names, so a later rename reads consistently."""
-    entries = []
-    for c in segment.corrections.all():
-        if c.field == "speaker":
-            old = names.get(c.old_value, c.old_value) or "no speaker"
-            new = names.get(c.new_value, c.new_value) or "no speaker"
-            entries.append(HistoryEntry(c, "speaker", old, new))
-        else:
-            entries.append(HistoryEntry(c, "text", c.old_value, c.new_value))
-    return entries
-
-
-def _rows(transcript: Transcript) -> list[SegmentRow]:
-    names = {s.label: s.name for s in transcript.speakers.all()}
-    segments = transcript.segments.select_related("speaker").prefetch_related(
-        "words", Prefetch("corrections", queryset=Correction.objects.select_related("by"))
-    )
-    return [
-        SegmentRow(segment=s, clock=clock(s.start), pieces=_pieces(s),
-                   history=_history(s, names))
-        for s in segments
-    ]
-
-
-def _seconds(raw: str | None) -> float | None:
-    try:
-        value = float(raw) if raw else None
-    except ValueError:
-        return None
-    return round(value, 2) if value is not None and 0 <= value < 10 * 3600 else None
-
-
-def _transcript_of(recording: Recording) -> Transcript | None:
-    return Transcript.objects.filter(recording=recording).first()
-
+# ---- the page: the review workspace for one recording -----------------------------------------
 
 class SegmentForm(forms.Form):
     text = forms.CharField(
@@ -172,31 +95,11 @@ class SpeakerForm(forms.Form):
 @login_required
 @require_GET
 def transcript_page(request: HttpRequest, recording_id: str) -> HttpResponse:
+    """The recording's own page: the workspace clients use, and `?t=` deep links open."""
     user = _user(request)
     recording = access.get_recording_for_user(user, recording_id)
-    session = recording.session
-    client = session.episode.client
-    relationship = access.relationship_to(user, client)
-    transcript = _transcript_of(recording)
-    record_read(actor=user, client=client, target=transcript or recording, role=relationship)
-    can_treat = access.recordings_for_user(user, Act.TREAT).filter(pk=recording.pk).exists()
-    run = recording.runs.first()
-    start_at = _seconds(request.GET.get("t"))
-    media_url = reverse("recordings:media", kwargs={"recording_id": recording.public_id})
-    if start_at is not None:
-        media_url += f"#t={start_at}"  # a media fragment: the player starts at the moment
-    context = {
-        "recording": recording, "session": session, "client": client,
-        "is_client": relationship == "client", "transcript": transcript, "run": run,
-        "active": run is not None and run.state in ACTIVE_STATES,
-        "can_treat": can_treat, "media_url": media_url,
-        "rows": _rows(transcript) if transcript else [],
-        "speakers": list(transcript.speakers.all()) if transcript else [],
-        "formats": asr_export.FORMATS,
-        "status_url": reverse("api:get_transcription_status",
-                              kwargs={"recording_id": recording.public_id}),
-    }
-    return render(request, "transcripts/transcript.html", context)
+    return render(request, "transcripts/transcript.html",
+                  workspace_context(request, user, recording))
 
 
 def _tell_errors(request: HttpRequest, form: forms.Form) -> None:
@@ -206,9 +109,19 @@ def _tell_errors(request: HttpRequest, form: forms.Form) -> None:
             messages.error(request, str(error))
 
 
-def _back_to(segment: Segment) -> HttpResponse:
-    recording_id = segment.transcript.recording.public_id
-    url = reverse("transcripts:page", kwargs={"recording_id": recording_id})
+def _return_address(request: HttpRequest, recording: Recording) -> str:
+    """Where a correction sends the person back to: the page the form was on (the session page
+    or the recording page), given as `next`; anything that is not a path on this site falls
+    back to the recording page."""
+    wanted = request.POST.get("next", "")
+    if (wanted.startswith("/") and not wanted.startswith("//") and "#" not in wanted
+            and url_has_allowed_host_and_scheme(wanted, allowed_hosts={request.get_host()})):
+        return wanted
+    return reverse("transcripts:page", kwargs={"recording_id": recording.public_id})
+
+
+def _back_to(request: HttpRequest, segment: Segment) -> HttpResponse:
+    url = _return_address(request, segment.transcript.recording)
     return redirect(f"{url}#seg-{segment.public_id}")
 
 
@@ -221,7 +134,7 @@ def edit_segment(request: HttpRequest, transcript_id: str, segment_id: str) -> H
     form = SegmentForm(request.POST, transcript=transcript)
     if not form.is_valid():
         _tell_errors(request, form)
-        return _back_to(segment)
+        return _back_to(request, segment)
     text: str = form.cleaned_data["text"]
     wanted: str = form.cleaned_data["speaker"]
     speaker = transcript.speakers.filter(public_id=wanted).first() if wanted else None
@@ -238,7 +151,7 @@ def edit_segment(request: HttpRequest, transcript_id: str, segment_id: str) -> H
         messages.success(request, "Saved. The earlier version is kept in the history.")
     else:
         messages.info(request, "Nothing had changed, so nothing was saved.")
-    return _back_to(segment)
+    return _back_to(request, segment)
 
 
 @login_required
@@ -246,7 +159,6 @@ def edit_segment(request: HttpRequest, transcript_id: str, segment_id: str) -> H
 def rename_speaker(request: HttpRequest, transcript_id: str, speaker_id: str) -> HttpResponse:
     user = _user(request)
     speaker = access.get_speaker_for_user(user, transcript_id, speaker_id, Act.TREAT)
-    recording_id = speaker.transcript.recording.public_id
     form = SpeakerForm(request.POST)
     if form.is_valid():
         name: str = form.cleaned_data["name"]
@@ -256,8 +168,7 @@ def rename_speaker(request: HttpRequest, transcript_id: str, speaker_id: str) ->
                                       "exports included.")
     else:
         _tell_errors(request, form)
-    url = reverse("transcripts:page", kwargs={"recording_id": recording_id})
-    return redirect(f"{url}#speakers")
+    return redirect(f"{_return_address(request, speaker.transcript.recording)}#speakers")
 
 
 # ---- exports ---------------------------------------------------------------------------------
@@ -282,10 +193,18 @@ def export(request: HttpRequest, transcript_id: str, fmt: str) -> HttpResponse:
     # No client name in the document either: exported files travel further than the record.
     title = (f"Session {session.number} transcript, "
              f"{timezone.localtime(session.scheduled_at):%d %B %Y}")
-    body = asr_export.export(to_asr_transcript(transcript), fmt, title=title)
+    # ?comments=1: with the comments on the recording that THIS person may read, no others.
+    from relisten.review.comments import export_comments
+
+    comments = (export_comments(user, transcript.recording)
+                if request.GET.get("comments") == "1" else None)
+    body = asr_export.export(to_asr_transcript(transcript), fmt, title=title, comments=comments)
+    changes: dict[str, object] = {"format": fmt}
+    if comments is not None:
+        changes["with_comments"] = len(comments)  # how many, never what they say
     record_event_now(
         actor=user, event_type="transcript.exported", target=transcript, client=client,
-        clinic=client.clinic, changes={"format": fmt},
+        clinic=client.clinic, changes=changes,
         actor_role=access.relationship_to(user, client),
     )
     return HttpResponse(body, content_type=asr_export.MEDIA_TYPES[fmt], headers={
