@@ -7,8 +7,8 @@ import re
 import subprocess
 import sys
 import uuid
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
