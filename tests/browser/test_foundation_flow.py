@@ -113,7 +113,7 @@ def give_portal_sign_in(page: Page) -> None:
 def client_reads_consent_history(page: Page, shots: Path) -> None:
     page.click("nav >> text=My sessions & consent")
     expect(page.locator("h1")).to_contain_text("My care at")
-    page.click("text=My consent")
+    page.locator("a.portal-link", has_text="My consent").click()
     expect(page.locator("h1")).to_have_text("My consent")
     history = page.locator("table.history tbody tr")
     expect(history).to_have_count(3)
@@ -159,7 +159,7 @@ def consent_page_fits_a_phone(page: Page, shots: Path) -> None:
     page.set_viewport_size({"width": PHONE_WIDTH, "height": 800})
     page.go_back()
     expect(page.locator("h1")).to_contain_text("My care at")
-    page.click("text=My consent")
+    page.locator("a.portal-link", has_text="My consent").click()
     expect(page.locator("h1")).to_have_text("My consent")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE_WIDTH, f"the page is {width}px wide on a {PHONE_WIDTH}px phone screen"
