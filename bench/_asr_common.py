@@ -190,7 +190,8 @@ def run_pipeline(path: Path, voice: np.ndarray | None,
                 # pipeline.assign_roles with the voice handed in rather than read from the DB.
                 assert work.result is not None
                 work.roles = dict(assign_roles(work.turns, work.audio, voice,
-                                               pipeline.speaker_encoder(), pipeline.SAMPLE_RATE))
+                                               pipeline.speaker_encoder(), pipeline.SAMPLE_RATE,
+                                               windows=work.speech_windows))
                 work.segments = tuple(label_segments(work.result.segments, work.turns,
                                                      work.roles))
             else:
@@ -198,6 +199,8 @@ def run_pipeline(path: Path, voice: np.ndarray | None,
             result.timings[step.name] = time.perf_counter() - began
     except pipeline.Stop as stop:
         result.state = stop.state
+    finally:
+        work.close()  # as the worker's runner does: no background embedding outlives the run
     result.wall_s = time.perf_counter() - started
     result.segments = work.segments
     result.turns = list(work.turns)

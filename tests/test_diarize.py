@@ -10,7 +10,9 @@ these tests check what the embeddings must do instead.
 from __future__ import annotations
 
 import os
+import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +22,14 @@ from relisten.lib.asr.audio import decode_audio, decode_channels
 from relisten.lib.asr.types import Segment, Word
 from relisten.lib.diarize import SpeakerEncoder, Turn
 from relisten.lib.diarize.cluster import MAX_POINTS, cluster_embeddings
+from relisten.lib.diarize.encoder import EmbeddingStopped
 from relisten.lib.diarize.features import N_MELS, mel_spectrogram, normalize_volume
 from relisten.lib.diarize.pipeline import (
+    _print_from_windows,
     assign_roles,
     diarize,
     diarize_stereo,
+    embed_speech,
     label_segments,
     speaker_embedding,
     speech_regions,
@@ -154,6 +159,24 @@ def test_windows_are_embedded_independently_of_their_batch(encoder: SpeakerEncod
     assert np.allclose(together, one_by_one, atol=1e-5)
     empty_centres, empty = encoder.embed_windows(audio, [])
     assert empty_centres.shape == (0,) and empty.shape == (0, 256)
+
+
+def test_embeddings_on_another_thread_are_the_same_and_can_be_stopped(
+    encoder: SpeakerEncoder,
+) -> None:
+    # The worker embeds on a second thread while transcribing: same numbers as here.
+    audio = np.concatenate([load("ljspeech/LJ001-0001.wav"), load("misc/jfk.flac")])
+    regions = speech_regions(audio)
+    here = embed_speech(audio, regions, encoder)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        there = pool.submit(embed_speech, audio, regions, encoder).result()
+    assert there.regions == here.regions and len(here.embeddings) > 10
+    assert np.array_equal(there.embeddings, here.embeddings)
+    assert diarize(audio, windows=there) == diarize(audio, encoder=encoder, regions=regions)
+    stop = threading.Event()
+    stop.set()  # a run that ended early asks its embedding thread to stop
+    with pytest.raises(EmbeddingStopped):
+        embed_speech(audio, regions, encoder, stop=stop)
 
 
 def test_encoder_refuses_wrong_rate_and_missing_weights(tmp_path: Path) -> None:
@@ -354,6 +377,28 @@ def test_roles_without_enrolment_and_with_a_stranger(encoder: SpeakerEncoder) ->
     lj_only = load("ljspeech/LJ001-0002.wav")
     lj_turns = [Turn(0.0, len(lj_only) / SR, "S1")]
     assert assign_roles(lj_turns, lj_only, stranger, encoder) == {"S1": "Client"}
+
+
+def test_roles_reuse_the_diarization_embeddings(encoder: SpeakerEncoder) -> None:
+    # The worker names speakers from the windows diarize already embedded: same roles, and
+    # voice prints as close to the enrolled voice as embedding the turns again gives.
+    audio = np.concatenate([load("ljspeech/LJ001-0001.wav"), load("misc/jfk.flac"),
+                            load("ljspeech/LJ001-0003.wav")])
+    windows = embed_speech(audio, speech_regions(audio), encoder)
+    turns = diarize(audio, windows=windows)
+    therapist = voice_embedding(load("ljspeech/LJ001-0008.wav"), encoder)
+    assert therapist is not None
+    again = assign_roles(turns, audio, therapist, encoder)
+    reused = assign_roles(turns, audio, therapist, encoder, windows=windows)
+    assert reused == again == {"S1": "Therapist", "S2": "Client"}
+    for label in ("S1", "S2"):
+        spans = [(t.start, t.end) for t in turns if t.speaker == label]
+        fresh = speaker_embedding(audio, spans, encoder)
+        from_windows = _print_from_windows(windows, spans)
+        assert fresh is not None and from_windows is not None
+        assert cosine(fresh, from_windows) > 0.98
+    # A speaker with only a blip (no whole window inside) is embedded afresh instead.
+    assert _print_from_windows(windows, [(0.2, 0.6)]) is None
 
 
 # --- putting names on the transcript ----------------------------------------------------------

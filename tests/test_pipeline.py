@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
+import typing
 import wave
 from pathlib import Path
 from typing import Any
@@ -255,6 +257,75 @@ def test_missing_model_fails_with_the_fix(
 
 
 # ---- speakers --------------------------------------------------------------------------------
+
+def steps_work(audio: np.ndarray) -> pipeline.Work:
+    """A run's shared state without a recording, for calling step functions directly."""
+    work = pipeline.Work(recording=typing.cast(Recording, None))
+    work.audio = audio
+    return work
+
+
+def two_voices() -> np.ndarray:
+    lj = [samples(LJ / f"LJ001-000{i}.wav") for i in (1, 2, 3)]
+    return np.concatenate([lj[0], samples(JFK), lj[1], samples(LIBRI)[: RATE * 8], lj[2]])
+
+
+def test_speaker_embeddings_start_before_transcription_and_match_diarize(
+    settings: Any,
+) -> None:
+    from relisten.lib.diarize import pipeline as builtin
+
+    settings.DIARIZATION = "builtin"
+    audio = two_voices()
+    work = steps_work(audio)
+    pipeline.voice_activity(work)
+    assert work.embedding_job is not None  # running on its thread while transcribe would run
+    pipeline.diarize(work)
+    alone = builtin.diarize(audio, RATE, encoder=pipeline.speaker_encoder(),
+                            regions=work.regions)
+    assert work.turns == alone and len({turn.speaker for turn in alone}) >= 2
+    assert work.speaker_source == "diarized" and work.embedding_job is None
+    # assign_roles reuses those embeddings for the voice prints.
+    assert work.speech_windows is not None and len(work.speech_windows.embeddings) > 20
+
+
+def test_an_error_on_the_embedding_thread_fails_the_diarize_step(settings: Any) -> None:
+    settings.DIARIZATION = "builtin"
+    mono = samples(JFK)
+    work = steps_work(np.stack([mono, mono]))  # two-dimensional: the encoder refuses it
+    work.regions = [(0.0, 10.0)]
+    pipeline.start_speaker_embeddings(work)
+    with pytest.raises(ValueError, match="mono audio"):
+        pipeline.diarize(work)
+
+
+def test_a_run_that_ends_early_stops_its_embedding_thread(settings: Any) -> None:
+    from relisten.lib.diarize.encoder import EmbeddingStopped
+
+    settings.DIARIZATION = "builtin"
+    work = steps_work(np.tile(samples(LIBRI), 20))  # ~5 minutes: several batches to embed
+    pipeline.voice_activity(work)
+    work.close()  # what the runner does when transcribe stops the run (no speech, failure)
+    assert work.embedding_job is not None and work.embedding_job.done()
+    assert isinstance(work.embedding_job.exception(), EmbeddingStopped)
+    # Nor does an idle thread linger after its one job (one would pile up per run).
+    threads = [t for t in threading.enumerate() if t.name.startswith("speaker-embeddings")]
+    for thread in threads:
+        thread.join(timeout=5)
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def test_no_embedding_thread_without_voice_diarization(settings: Any) -> None:
+    settings.DIARIZATION = "off"
+    work = steps_work(samples(JFK))
+    pipeline.voice_activity(work)
+    assert work.regions and work.embedding_job is None
+    settings.DIARIZATION = "builtin"
+    work = steps_work(samples(JFK))
+    work.stereo = True  # telehealth: split by channel, no voices to embed
+    pipeline.voice_activity(work)
+    assert work.embedding_job is None
+
 
 def test_telehealth_stereo_is_split_by_channel(
     cast: Cast, vault_env: VaultEnv, django_capture_on_commit_callbacks: Any,

@@ -12,7 +12,9 @@ embedded in batches, so nothing much larger than the decoded audio itself is eve
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,9 +26,11 @@ from .features import SAMPLE_RATE
 from .types import Turn
 
 __all__ = [
+    "SpeechWindows",
     "assign_roles",
     "diarize",
     "diarize_stereo",
+    "embed_speech",
     "label_segments",
     "speaker_embedding",
     "speech_regions",
@@ -48,6 +52,9 @@ BRIDGE_GAP_S = 1.0
 FRAMES_PER_S = 10  # loudness frames for stereo files (100 ms)
 BLEED_DB = 8.0  # a channel this much quieter than the loudest is only hearing the other side
 MAX_ROLE_SPEECH_S = 120.0  # a speaker's voice print uses at most this much of their speech
+# A diarization window counts for a speaker's voice print when it lies within one of their
+# turns, give or take this much (turn edges are placed between window centres).
+WINDOW_EDGE_S = 0.25
 # Below this similarity to the enrolled voice no speaker is taken for the therapist: a
 # recording without them (a client's voice memo) must not name a client "Therapist".
 THERAPIST_MIN_COSINE = 0.65
@@ -160,28 +167,64 @@ def _tidy(pieces: list[tuple[float, float, int]], keep_labels: bool = False) -> 
     return turns
 
 
+@dataclass(frozen=True)
+class SpeechWindows:
+    """Diarization's costly first half: voice embeddings of the windows over the speech.
+
+    It needs only the audio and the speech regions, not the words, so the worker computes it
+    on another thread while faster-whisper transcribes (``embed_speech``), then clusters it.
+    """
+
+    regions: tuple[tuple[float, float], ...]
+    starts: tuple[np.ndarray, ...]  # each region's window start times (s)
+    embeddings: np.ndarray  # (windows, 256), the regions' windows in order
+
+
+def embed_speech(
+    audio: np.ndarray,
+    regions: Sequence[tuple[float, float]],
+    encoder: SpeakerEncoder,
+    sample_rate: int = SAMPLE_RATE,
+    stop: threading.Event | None = None,
+) -> SpeechWindows:
+    """Voice embeddings every ``HOP_S`` over the speech regions (``diarize`` clusters them).
+
+    Pure numpy on read-only inputs, so it may run on another thread; ``stop`` cancels it
+    between batches (``encoder.EmbeddingStopped``).
+    """
+    _check_rate(sample_rate)
+    wav = np.asarray(audio, dtype=np.float32)
+    duration = len(wav) / sample_rate
+    spans = [(float(start), float(end)) for start, end in regions]
+    per_region = tuple(window_starts([r], duration, WINDOW_S, HOP_S) for r in spans)
+    _, embeddings = encoder.embed_windows(wav, spans, sample_rate, WINDOW_S, HOP_S, stop=stop)
+    return SpeechWindows(tuple(spans), per_region, embeddings)
+
+
 def diarize(
     audio: np.ndarray,
     sample_rate: int = SAMPLE_RATE,
     num_speakers: int | None = None,
     encoder: SpeakerEncoder | None = None,
     regions: list[tuple[float, float]] | None = None,
+    windows: SpeechWindows | None = None,
 ) -> list[Turn]:
     """Speaker turns for mono audio; the number of speakers is estimated unless given.
     `regions`: speech already found by `speech_regions` (the pipeline's voice-activity step),
-    so it is not computed twice."""
+    so it is not computed twice. `windows`: their embeddings, already computed by
+    `embed_speech` (then `regions` and `encoder` are not used)."""
     _check_rate(sample_rate)
-    wav = np.asarray(audio, dtype=np.float32)
-    if regions is None:
-        regions = speech_regions(wav, sample_rate)
-    if not regions:
+    if windows is None:
+        wav = np.asarray(audio, dtype=np.float32)
+        if regions is None:
+            regions = speech_regions(wav, sample_rate)
+        if not regions:
+            return []
+        windows = embed_speech(wav, regions, encoder or SpeakerEncoder(), sample_rate)
+    if not windows.regions:
         return []
-    encoder = encoder or SpeakerEncoder()
-    duration = len(wav) / sample_rate
-    per_region = [window_starts([r], duration, WINDOW_S, HOP_S) for r in regions]
-    _, embeddings = encoder.embed_windows(wav, regions, sample_rate, WINDOW_S, HOP_S)
-    labels = cluster_embeddings(embeddings, num_speakers)
-    return _turns_from_windows(regions, per_region, labels, WINDOW_S)
+    labels = cluster_embeddings(windows.embeddings, num_speakers)
+    return _turns_from_windows(list(windows.regions), list(windows.starts), labels, WINDOW_S)
 
 
 def diarize_stereo(channels: list[np.ndarray], sample_rate: int = SAMPLE_RATE) -> list[Turn]:
@@ -247,13 +290,8 @@ def _moving_mean(values: np.ndarray, width: int) -> np.ndarray:
     return smoothed
 
 
-def speaker_embedding(
-    audio: np.ndarray,
-    spans: Sequence[tuple[float, float]],
-    encoder: SpeakerEncoder,
-    sample_rate: int = SAMPLE_RATE,
-) -> np.ndarray | None:
-    """One voice print (256,) from the given stretches of speech (the longest, up to 2 min)."""
+def _longest_spans(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The longest stretches, up to MAX_ROLE_SPEECH_S in all, in time order."""
     chosen: list[tuple[float, float]] = []
     total = 0.0
     for start, end in sorted(spans, key=lambda s: s[0] - s[1]):
@@ -261,15 +299,46 @@ def speaker_embedding(
             break
         chosen.append((start, end))
         total += end - start
+    return sorted(chosen)
+
+
+def _unit_mean(vectors: np.ndarray) -> np.ndarray:
+    mean = vectors.mean(axis=0)
+    result: np.ndarray = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+    return result
+
+
+def speaker_embedding(
+    audio: np.ndarray,
+    spans: Sequence[tuple[float, float]],
+    encoder: SpeakerEncoder,
+    sample_rate: int = SAMPLE_RATE,
+) -> np.ndarray | None:
+    """One voice print (256,) from the given stretches of speech (the longest, up to 2 min)."""
+    chosen = _longest_spans(spans)
     if not chosen:
         return None
-    chosen.sort()
     _, windows = encoder.embed_windows(audio, chosen, sample_rate, WINDOW_S, HOP_S)
     if len(windows) == 0:
         return None
-    mean = windows.mean(axis=0)
-    result: np.ndarray = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-    return result
+    return _unit_mean(windows)
+
+
+def _print_from_windows(
+    windows: SpeechWindows, spans: Sequence[tuple[float, float]]
+) -> np.ndarray | None:
+    """A speaker's voice print from diarization's own windows, without embedding again: the
+    windows lying within the speaker's longest stretches (up to 2 min). None if there are none
+    (only short turns), and the caller embeds those stretches instead."""
+    if not windows.starts:
+        return None
+    starts = np.concatenate(windows.starts)
+    inside = np.zeros(starts.size, dtype=bool)
+    for begin, end in _longest_spans(spans):
+        inside |= (starts >= begin - WINDOW_EDGE_S) & (starts + WINDOW_S <= end + WINDOW_EDGE_S)
+    if not inside.any():
+        return None
+    return _unit_mean(windows.embeddings[inside])
 
 
 def voice_embedding(
@@ -291,12 +360,15 @@ def assign_roles(
     therapist_voice: np.ndarray | None,
     encoder: SpeakerEncoder,
     sample_rate: int = SAMPLE_RATE,
+    windows: SpeechWindows | None = None,
 ) -> dict[str, str]:
     """Names for the speaker labels.
 
     With the therapist's enrolled voice: the speaker whose voice is most similar (if similar
     enough at all) is "Therapist", the others "Client", "Client 2", ... in order of first
-    appearance. Without one: "Speaker 1", "Speaker 2", ... in the same order.
+    appearance. Without one: "Speaker 1", "Speaker 2", ... in the same order. ``windows``:
+    the embeddings ``diarize`` clustered, reused for the voice prints where they cover a
+    speaker's turns (otherwise those turns are embedded here).
     """
     _check_rate(sample_rate)
     speakers: list[str] = []
@@ -311,7 +383,9 @@ def assign_roles(
     similarity: dict[str, float] = {}
     for label in speakers:
         spans = [(t.start, t.end) for t in turns if t.speaker == label]
-        print_ = speaker_embedding(wav, spans, encoder, sample_rate)
+        print_ = _print_from_windows(windows, spans) if windows is not None else None
+        if print_ is None:
+            print_ = speaker_embedding(wav, spans, encoder, sample_rate)
         similarity[label] = -1.0 if print_ is None else float(print_ @ voice)
     therapist = max(speakers, key=lambda s: similarity[s]) if speakers else None
     if therapist is not None and similarity[therapist] < THERAPIST_MIN_COSINE:
