@@ -33,7 +33,7 @@ from relisten.clients.models import Client, TherapySession
 from relisten.lib.asr import export as asr_export
 from relisten.lib.asr.types import LOW_CONFIDENCE
 from relisten.recordings.models import Kind, Recording
-from relisten.review.comments import comments_context
+from relisten.review.comments import comments_context, transcript_of
 from relisten.transcripts.models import (
     Correction,
     RunState,
@@ -143,18 +143,20 @@ def seconds_param(raw: str | None) -> float | None:
 
 def workspace_context(
     request: HttpRequest, user: User, recording: Recording, *, here: str | None = None,
+    relationship: str | None = None,
 ) -> dict[str, Any]:
     """Everything `review/_workspace.html` needs, in a fixed number of queries.
 
     `recording` must come through relisten.access. Showing it is a read of the client's record
     (the transcript's, once there is one), so it is audited here for both pages. `here` is the
     page's own address when it is not the request path (the session page adds `?r=`). A
-    caller that prefetched `recording.runs` spares the query for the latest run.
+    caller that prefetched `recording.runs` or selected `recording.transcript` spares those
+    queries, and one that knows `access.relationship_to(user, client)` passes it.
     """
     session = recording.session
     client = session.episode.client
-    relationship = access.relationship_to(user, client)
-    transcript = Transcript.objects.filter(recording=recording).first()
+    relationship = relationship or access.relationship_to(user, client)
+    transcript = transcript_of(recording)
     record_read(actor=user, client=client, target=transcript or recording, role=relationship)
     can_treat = access.recordings_for_user(user, Act.TREAT).filter(pk=recording.pk).exists()
     latest = recording.runs.first()
