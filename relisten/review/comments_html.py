@@ -14,18 +14,30 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from html import escape
 
-from django.template.defaultfilters import linebreaksbr
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateformat import format as format_date
-from django.utils.html import escape
+from django.utils.dates import MONTHS_3
 from django.utils.safestring import SafeString, mark_safe
 
 from relisten.review.comments import CommentView, Thread
 
 # Stands in for a comment's id in the addresses below; swapped per comment.
 _PLACEHOLDER = str(uuid.UUID(int=0))
+
+
+def _when(local: datetime) -> str:
+    """As the template's `date:"j M Y, H:i"` wrote it ("30 Nov 2026, 03:04"), without the
+    general date formatter, which cost more than the rest of a comment."""
+    month = str(MONTHS_3[local.month]).title()
+    return f"{local.day} {month} {local.year}, {local.hour:02d}:{local.minute:02d}"
+
+
+def _lines(text: str) -> str:
+    """Escaped, with line breaks as <br> (the `linebreaksbr` filter)."""
+    return escape(text.replace("\r\n", "\n").replace("\r", "\n")).replace("\n", "<br>")
 
 
 @dataclass(frozen=True)
@@ -103,7 +115,6 @@ def _item(item: CommentView, page: _Page, *, is_root: bool) -> str:
     comment = item.comment
     cid = str(comment.public_id)
     author = escape(item.author)
-    created = timezone.localtime(comment.created_at)
     meta = []
     if is_root:
         start = f"{comment.start:.2f}"
@@ -114,8 +125,8 @@ def _item(item: CommentView, page: _Page, *, is_root: bool) -> str:
     if is_root:
         meta.append(f'<span class="scope-badge scope-{escape(comment.scope)}">'
                     f"{escape(item.badge)}</span>\n")
-    meta.append(f'<time class="muted" datetime="{format_date(created, "c")}">'
-                f'{format_date(created, "j M Y, H:i")}</time>')
+    written = timezone.localtime(comment.created_at)
+    meta.append(f'<time class="muted" datetime="{written.isoformat()}">{_when(written)}</time>')
     if comment.edited_at:
         meta.append(' <span class="muted">(edited)</span>')
     tags = ""
@@ -128,7 +139,7 @@ def _item(item: CommentView, page: _Page, *, is_root: bool) -> str:
         f'<article class="comment{" mine" if item.mine else ""}" '
         f'aria-label="{kind} by {author}">\n'
         f'<p class="comment-meta">{"".join(meta)}</p>\n'
-        f'<p class="comment-body">{linebreaksbr(comment.body, autoescape=True)}</p>\n'
+        f'<p class="comment-body">{_lines(comment.body)}</p>\n'
         f"{tags}{own}</article>\n"
     )
 
