@@ -179,6 +179,13 @@ def _thread(thread: Thread, page: _Page) -> str:
     )
 
 
+def _token(csrf_token: str) -> str:
+    """The CSRF input, as `{% csrf_token %}` writes it (nothing when rendered without one)."""
+    if not csrf_token or csrf_token == "NOTPROVIDED":
+        return ""
+    return f'<input type="hidden" name="csrfmiddlewaretoken" value="{escape(csrf_token)}">\n'
+
+
 def threads_html(threads: Sequence[Thread], *, recording_id: uuid.UUID, next_url: str,
                  csrf_token: str, max_body: int, max_tags: int) -> SafeString:
     """The `<li>`s of the panel's thread list, in the order given."""
@@ -187,8 +194,8 @@ def threads_html(threads: Sequence[Thread], *, recording_id: uuid.UUID, next_url
         reply_url=_addresses("review:comment_reply"),
         edit_url=_addresses("review:comment_edit"),
         delete_url=_addresses("review:comment_delete"),
-        hidden=(f'<input type="hidden" name="csrfmiddlewaretoken" value="{escape(csrf_token)}">'
-                f'\n<input type="hidden" name="next" value="{escape(next_url)}">\n'),
+        hidden=_token(csrf_token)
+        + f'<input type="hidden" name="next" value="{escape(next_url)}">\n',
         max_body=max_body, max_tags=max_tags,
     )
     return mark_safe("".join(_thread(thread, page) for thread in threads))  # noqa: S308 - escaped

@@ -14,10 +14,10 @@ register = template.Library()
 
 @register.simple_tag(takes_context=True)
 def comment_threads(context: template.Context, c: dict[str, Any]) -> SafeString:
-    request = context["request"]
+    request = context.get("request")
     return threads_html(
         c["threads"], recording_id=c["recording"].public_id,
-        next_url=c["back"] or request.get_full_path(),
+        next_url=c["back"] or (request.get_full_path() if request is not None else ""),
         # The same token `{% csrf_token %}` writes: one per page serves every form.
         csrf_token=str(context.get("csrf_token", "")),
         max_body=c["max_body"], max_tags=c["max_tags"],
