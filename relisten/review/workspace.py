@@ -324,6 +324,9 @@ def build_transcript(
     speaker_of: list[int] = []
     opened: Editing | None = None
     total_words = 0
+    # What every passage's markup shares, made once.
+    time_link = f'<div class="seg-meta"><a class="seg-time" href="{base}t='
+    edit_link = f' <a class="seg-edit" href="{base}edit='
     for pk, public_id, speaker_pk, start, end, text in _segment_rows(transcript):
         sid = str(public_id)
         position, chip = by_pk.get(speaker_pk, (-1, None)) if speaker_pk else (-1, None)
@@ -333,7 +336,7 @@ def build_transcript(
         if can_treat:
             # Without JavaScript the link opens the page's one correction form for this passage;
             # with it, the player script moves that form here instead.
-            edit = f' <a class="seg-edit" href="{base}edit={sid}#correct-form">Correct</a>'
+            edit = f'{edit_link}{sid}#correct-form">Correct</a>'
             if editing == sid:
                 opened = Editing(sid, edit_url.replace(str(SEGMENT_PLACEHOLDER), sid), text,
                                  str(chip.speaker.public_id) if chip else "", when)
@@ -342,9 +345,8 @@ def build_transcript(
         history = _history_html(corrections[pk], names) if pk in corrections else ""
         colour = f" spk-{chip.colour}" if chip else ""
         html.append(
-            f'<li class="seg{colour}" id="seg-{sid}"><div class="seg-meta">'
-            f'<a class="seg-time" href="{base}t={start:.2f}">{when}</a> {who}{edit}'
-            f'</div><p class="seg-text">{body}</p>{history}</li>'
+            f'<li class="seg{colour}" id="seg-{sid}">{time_link}{start:.2f}">{when}</a> '
+            f'{who}{edit}</div><p class="seg-text">{body}</p>{history}</li>'
         )
         spans.append([round(start, 2), round(end, 2)])
         words_starts.append(starts)
