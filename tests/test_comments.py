@@ -452,6 +452,29 @@ def test_the_panel_lists_threads_in_time_order_with_seek_links_and_marker_labels
     assert "comments.js" in html
 
 
+def test_comment_markup_is_escaped_keeps_line_breaks_and_carries_a_token_in_every_form(
+    cast: Cast, cora: Recording, signed_in: SignedIn
+) -> None:
+    # The thread list is written in Python (relisten/review/comments_html.py), not by the
+    # template engine: it must escape, break lines and date as the template did.
+    tricky = write(cast.therapist_a, cora, 'First <b>line</b> & "quotes"\r\nsecond line',
+                   Scope.CARE_TEAM, 90, tags=("o'clock",))
+    html = panel(signed_in(cast.therapist_a), cora).content.decode()
+    assert ('<p class="comment-body">First &lt;b&gt;line&lt;/b&gt; &amp; &quot;quotes&quot;'
+            "<br>second line</p>") in html
+    assert "<li>o&#x27;clock</li>" in html and "<b>line</b>" not in html
+    written = timezone.localtime(tricky.created_at)
+    assert (f'<time class="muted" datetime="{written.isoformat()}">'
+            f'{written.day} {written.strftime("%b %Y, %H:%M")}</time>') in html
+    # Each of the therapist's own comments has an edit and a delete form, each thread a reply
+    # form: every form posts with the CSRF token and comes back to the panel's page.
+    forms = html.count('data-comments-form')
+    assert forms == html.count('name="csrfmiddlewaretoken"') > 10
+    assert f'action="/comments/{tricky.public_id}/edit"' in html
+    assert f'action="/comments/{tricky.public_id}/reply"' in html
+    assert f'action="/comments/{tricky.public_id}/delete"' in html
+
+
 def test_the_panel_uses_the_same_few_queries_for_5_or_50_comments(
     cast: Cast, vault_env: VaultEnv
 ) -> None:
@@ -459,8 +482,9 @@ def test_the_panel_uses_the_same_few_queries_for_5_or_50_comments(
     seen = seen_by(cast.supervisor, recording.public_id)
 
     def queries() -> int:
+        fresh = seen_by(cast.supervisor, recording.public_id)  # nothing remembered from before
         with CaptureQueriesContext(connection) as captured:
-            context = comments_context(cast.supervisor, seen)
+            context = comments_context(cast.supervisor, fresh)
             assert isinstance(context["threads"], list)
         return len(captured)
 

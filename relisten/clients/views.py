@@ -195,8 +195,8 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     user = _user(request)
     session = access.get_session_for_user(user, session_id)
     client = session.episode.client
-    record_read(actor=user, client=client, target=session,
-                role=access.relationship_to(user, client))
+    relationship = access.relationship_to(user, client)
+    record_read(actor=user, client=client, target=session, role=relationship)
     can_treat = access.sessions_for_user(user, Act.TREAT).filter(pk=session.pk).exists()
     # Newest first; each with its latest transcription run (one query for all of them).
     recordings = list(
@@ -214,7 +214,8 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
         context["capture"] = capture_context(user, session)
     if chosen is not None:
         context.update(workspace_context(
-            request, user, chosen, here=session_page_address(session, chosen)))
+            request, user, chosen, here=session_page_address(session, chosen),
+            relationship=relationship))
     return render(request, "clients/session_detail.html", context)
 
 

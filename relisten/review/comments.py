@@ -316,13 +316,22 @@ def _new_comment_form(user: User, recording: Recording, failed: Failed | None) -
     }
 
 
+def transcript_of(recording: Recording) -> Transcript | None:
+    """The recording's transcript or None. Django keeps the answer (None too) on `recording`,
+    so the workspace and this panel share one query, none when the caller selected it."""
+    try:
+        return recording.transcript
+    except Transcript.DoesNotExist:
+        return None
+
+
 def comments_context(user: User, recording: Recording, *, failed: Failed | None = None,
                      **extra: Any) -> dict[str, Any]:
     """Everything the panel needs. `failed`: a refused form, shown again as typed; `extra`:
     the page to come back to (`back`) or a message after a change (`message`)."""
     threads = threads_for(user, recording)
-    transcript_id = (Transcript.objects.filter(recording=recording)
-                     .values_list("public_id", flat=True).first())
+    transcript = transcript_of(recording)
+    transcript_id = transcript.public_id if transcript else None
     if failed is not None and failed.kind != "create":
         _show_refusal(threads, failed)
     for_client = access.is_recordings_client(user, recording)

@@ -10,7 +10,7 @@ script; the browser never asks the server for anything per word.
 
 from __future__ import annotations
 
-import itertools
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -33,7 +33,7 @@ from relisten.clients.models import Client, TherapySession
 from relisten.lib.asr import export as asr_export
 from relisten.lib.asr.types import LOW_CONFIDENCE
 from relisten.recordings.models import Kind, Recording
-from relisten.review.comments import comments_context
+from relisten.review.comments import comments_context, transcript_of
 from relisten.transcripts.models import (
     Correction,
     RunState,
@@ -84,6 +84,17 @@ class TranscriptMarkup:
     word_count: int
     editing: Editing | None = None
 
+    def timings_script(self) -> SafeString:
+        """The timings as `<script id="ws-data" type="application/json">`, as json_script
+        writes it but without the spaces after commas (about 14,000 of them in a 50-minute
+        session)."""
+        data = json.dumps(self.timings, separators=(",", ":"))
+        # Only numbers and ids today; escaped anyway, as json_script does, so that no value
+        # can ever close the script element.
+        data = data.replace("<", "\\u003C").replace(">", "\\u003E").replace("&", "\\u0026")
+        return mark_safe(  # noqa: S308 - JSON with <, > and & escaped
+            f'<script id="ws-data" type="application/json">{data}</script>')
+
 
 @dataclass(frozen=True)
 class Workspace:
@@ -132,18 +143,20 @@ def seconds_param(raw: str | None) -> float | None:
 
 def workspace_context(
     request: HttpRequest, user: User, recording: Recording, *, here: str | None = None,
+    relationship: str | None = None,
 ) -> dict[str, Any]:
     """Everything `review/_workspace.html` needs, in a fixed number of queries.
 
     `recording` must come through relisten.access. Showing it is a read of the client's record
     (the transcript's, once there is one), so it is audited here for both pages. `here` is the
     page's own address when it is not the request path (the session page adds `?r=`). A
-    caller that prefetched `recording.runs` spares the query for the latest run.
+    caller that prefetched `recording.runs` or selected `recording.transcript` spares those
+    queries, and one that knows `access.relationship_to(user, client)` passes it.
     """
     session = recording.session
     client = session.episode.client
-    relationship = access.relationship_to(user, client)
-    transcript = Transcript.objects.filter(recording=recording).first()
+    relationship = relationship or access.relationship_to(user, client)
+    transcript = transcript_of(recording)
     record_read(actor=user, client=client, target=transcript or recording, role=relationship)
     can_treat = access.recordings_for_user(user, Act.TREAT).filter(pk=recording.pk).exists()
     latest = recording.runs.first()
@@ -191,12 +204,44 @@ def _segment_rows(transcript: Transcript) -> list[SegmentRow]:
     )
 
 
-def _words_by_segment(transcript: Transcript) -> dict[int, list[WordRow]]:
+@dataclass(frozen=True)
+class _PassageWords:
+    """One passage's words: their text run together (to compare with the passage's text),
+    their markup, and their starts."""
+
+    text: str
+    html: str
+    starts: list[float]
+
+
+def _words_by_segment(transcript: Transcript) -> dict[int, _PassageWords]:
+    """Every word of the transcript in one query, made into markup as the rows arrive (one
+    pass over 7,000 plain rows, no model instances and no grouping objects per word)."""
     rows: Iterable[WordRow] = (
         Word.objects.filter(segment__transcript=transcript).order_by("segment_id", "index")
         .values_list("segment_id", "start", "text", "probability")
     )
-    return {key: list(group) for key, group in itertools.groupby(rows, key=lambda r: r[0])}
+    markup = _WordMarkup()
+    found: dict[int, _PassageWords] = {}
+    current: int | None = None
+    texts: list[str] = []
+    pieces: list[str] = []
+    starts: list[float] = []
+
+    def close() -> None:
+        if current is not None:
+            # The first word's leading space goes: the passage starts with its first word.
+            found[current] = _PassageWords("".join(texts), "".join(pieces).lstrip(), starts)
+
+    for segment_id, start, text, probability in rows:
+        if segment_id != current:
+            close()
+            current, texts, pieces, starts = segment_id, [], [], []
+        texts.append(text)
+        pieces.append(markup[text, probability < LOW_CONFIDENCE])
+        starts.append(round(start, 2))
+    close()
+    return found
 
 
 def _corrections_by_segment(transcript: Transcript) -> dict[int, list[Correction]]:
@@ -224,16 +269,13 @@ class _WordMarkup(dict[tuple[str, bool], str]):
         return made
 
 
-def _words_html(words: Sequence[WordRow], text: str,
-                markup: _WordMarkup) -> tuple[str, list[float]]:
+def _words_html(words: _PassageWords | None, text: str) -> tuple[str, list[float]]:
     """The passage's words as <span>s with their starts, doubtful ones flagged; or its plain
     text once corrected (the recogniser's words no longer spell it, and marking stale words
     would point at the wrong place)."""
-    if not words or "".join([w[2] for w in words]).strip() != text.strip():
+    if words is None or words.text.strip() != text.strip():
         return escape(text, quote=False), []
-    # The first word's leading space goes: the passage starts with its first word.
-    body = "".join([markup[(w[2], w[3] < LOW_CONFIDENCE)] for w in words]).lstrip()
-    return body, [round(w[1], 2) for w in words]
+    return words.html, words.starts
 
 
 def _history_html(corrections: Sequence[Correction], names: dict[str, str]) -> str:
@@ -272,7 +314,6 @@ def build_transcript(
     unknown = '<span class="who muted">Unknown speaker</span>'
     words = _words_by_segment(transcript)
     corrections = _corrections_by_segment(transcript)
-    markup = _WordMarkup()
     # Links stay on this page: `?t=` (and `?r=` on the session page, which shows one of several
     # recordings) relative to the current address.
     query = here.partition("?")[2]
@@ -283,6 +324,9 @@ def build_transcript(
     speaker_of: list[int] = []
     opened: Editing | None = None
     total_words = 0
+    # What every passage's markup shares, made once.
+    time_link = f'<div class="seg-meta"><a class="seg-time" href="{base}t='
+    edit_link = f' <a class="seg-edit" href="{base}edit='
     for pk, public_id, speaker_pk, start, end, text in _segment_rows(transcript):
         sid = str(public_id)
         position, chip = by_pk.get(speaker_pk, (-1, None)) if speaker_pk else (-1, None)
@@ -292,18 +336,17 @@ def build_transcript(
         if can_treat:
             # Without JavaScript the link opens the page's one correction form for this passage;
             # with it, the player script moves that form here instead.
-            edit = f' <a class="seg-edit" href="{base}edit={sid}#correct-form">Correct</a>'
+            edit = f'{edit_link}{sid}#correct-form">Correct</a>'
             if editing == sid:
                 opened = Editing(sid, edit_url.replace(str(SEGMENT_PLACEHOLDER), sid), text,
                                  str(chip.speaker.public_id) if chip else "", when)
-        body, starts = _words_html(words.get(pk, ()), text, markup)
+        body, starts = _words_html(words.get(pk), text)
         total_words += len(starts)
         history = _history_html(corrections[pk], names) if pk in corrections else ""
         colour = f" spk-{chip.colour}" if chip else ""
         html.append(
-            f'<li class="seg{colour}" id="seg-{sid}"><div class="seg-meta">'
-            f'<a class="seg-time" href="{base}t={start:.2f}">{when}</a> {who}{edit}'
-            f'</div><p class="seg-text">{body}</p>{history}</li>'
+            f'<li class="seg{colour}" id="seg-{sid}">{time_link}{start:.2f}">{when}</a> '
+            f'{who}{edit}</div><p class="seg-text">{body}</p>{history}</li>'
         )
         spans.append([round(start, 2), round(end, 2)])
         words_starts.append(starts)
