@@ -145,6 +145,7 @@ INSTALLED_APPS = [
     "relisten.recordings",
     "relisten.transcripts",
     "relisten.review",
+    "relisten.fidelity",
 ]
 
 MIDDLEWARE = [
