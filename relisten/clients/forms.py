@@ -6,6 +6,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.password_validation import validate_password
 
+from relisten import access
 from relisten.accounts.models import Clinic, User
 from relisten.clients.models import Attendance, Modality
 
@@ -34,6 +35,21 @@ class PublicIdChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]
             ) from None
 
 
+# ---- supervision (supervision helper): only supervisors the clinic assigned to this therapist -
+NOT_ASSIGNED = ("{name} is not assigned to supervise you in this clinic. Your clinic admin "
+                "assigns supervisors on the Supervision page.")
+NO_SUPERVISOR_ASSIGNED = ("No supervisor is assigned to you yet, so there is no one to choose. "
+                          "Your clinic admin assigns supervisors on the Supervision page.")
+
+
+def _offer_assigned_supervisors(field: forms.Field, supervisors: Any) -> None:
+    """`supervisors` should come from access.supervisors_assigned_to(therapist, clinics)."""
+    field.queryset = supervisors  # type: ignore[attr-defined]
+    field.label_from_instance = User.label  # type: ignore[attr-defined]
+    if not supervisors.exists():
+        field.help_text = NO_SUPERVISOR_ASSIGNED
+
+
 class ClientForm(forms.Form):
     given_name = forms.CharField(max_length=100)
     family_name = forms.CharField(max_length=100)
@@ -59,11 +75,13 @@ class NewClientForm(ClientForm):
     )
     start_date = forms.DateField(widget=DATE, initial=dt.date.today, label="Start of care")
 
-    def __init__(self, *args: Any, clinics: Any, supervisors: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, clinics: Any, supervisors: Any, therapist: User, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.therapist = therapist
         self.fields["clinic"].queryset = clinics  # type: ignore[attr-defined]
-        self.fields["supervisor"].queryset = supervisors  # type: ignore[attr-defined]
-        self.fields["supervisor"].label_from_instance = User.label  # type: ignore[attr-defined]
+        _offer_assigned_supervisors(self.fields["supervisor"], supervisors)
         if clinics.count() == 1:
             self.fields["clinic"].widget = forms.HiddenInput()
             self.fields["clinic"].initial = clinics.first()
@@ -75,6 +93,10 @@ class NewClientForm(ClientForm):
             clinic=clinic, role="supervisor", active=True
         ).exists():
             self.add_error("supervisor", "This person is not a supervisor in that clinic.")
+        elif supervisor and clinic and not access.is_assigned_supervisor(
+            supervisor.pk, self.therapist.pk, clinic.pk
+        ):
+            self.add_error("supervisor", NOT_ASSIGNED.format(name=supervisor.label()))
         return data
 
 
@@ -86,8 +108,7 @@ class EpisodeForm(forms.Form):
 
     def __init__(self, *args: Any, supervisors: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["supervisor"].queryset = supervisors  # type: ignore[attr-defined]
-        self.fields["supervisor"].label_from_instance = User.label  # type: ignore[attr-defined]
+        _offer_assigned_supervisors(self.fields["supervisor"], supervisors)
 
 
 class DischargeForm(forms.Form):

@@ -30,6 +30,7 @@ from relisten.consent.policy import current_status
 from relisten.recordings.capture import capture_context
 from relisten.recordings.models import Recording
 from relisten.review.workspace import session_page_address, workspace_context
+from relisten.supervision.views import signoff_context
 
 
 def _user(request: HttpRequest) -> User:
@@ -64,10 +65,9 @@ def client_new(request: HttpRequest) -> HttpResponse:
     clinics = access.clinics_where_user_treats(user)
     if not clinics.exists():
         return render(request, "clients/no_clinic.html", status=403)
-    supervisors = User.objects.filter(
-        memberships__clinic__in=clinics, memberships__role="supervisor", memberships__active=True
-    ).distinct()
-    form = NewClientForm(request.POST or None, clinics=clinics, supervisors=supervisors)
+    supervisors = access.supervisors_assigned_to(user, clinics)
+    form = NewClientForm(request.POST or None, clinics=clinics, supervisors=supervisors,
+                         therapist=user)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         client = actions.create_client(
@@ -134,7 +134,8 @@ def episode_new(request: HttpRequest, client_id: str) -> HttpResponse:
     user = _user(request)
     client = access.get_client_for_user(user, client_id, Act.TREAT)
     _opened_form(request, user, client, client)
-    form = EpisodeForm(request.POST or None, supervisors=access.supervisors_in(client.clinic))
+    form = EpisodeForm(request.POST or None,
+                       supervisors=access.supervisors_assigned_to(user, [client.clinic]))
     if request.method == "POST" and form.is_valid():
         actions.open_episode(actor=user, client=client, therapist=user,
                              supervisor=form.cleaned_data["supervisor"],
@@ -209,6 +210,7 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
         "session": session, "client": client, "can_treat": can_treat,
         "recordings": recordings, "chosen": chosen,
         "sharing": sharing_context(user, session),
+        "signoff": signoff_context(user, session),  # supervision sign-off panel
     }
     if can_treat:
         context["capture"] = capture_context(user, session)

@@ -20,6 +20,7 @@ from relisten.clients.models import Client, Modality
 from relisten.consent.actions import record_decision
 from relisten.consent.models import Method, Purpose
 from relisten.consent.policy import current_text
+from relisten.supervision.actions import assign_supervisor
 
 DEMO_CLINIC = "Riverside Psychotherapy (demo)"
 OTHER_CLINIC = "Hillside Counselling (demo)"
@@ -69,6 +70,11 @@ def build_cast(password: str) -> Cast:
                               display_name=name, roles=roles)
             for attr, username, name, roles in STAFF
         }
+        # Supervision (issue 6): Sam sees Tess's and Tara's supervised episodes only because
+        # the clinic assigned them to Sam; Ben has no supervisor.
+        for supervisee in ("therapist_a", "trainee"):
+            assign_supervisor(actor=people["admin"], clinic=clinic,
+                              supervisor=people["supervisor"], supervisee=people[supervisee])
         outsider = create_user(actor=None, clinic=other, username="otto.other", password=password,
                                display_name="Otto Vance", roles=[Role.THERAPIST, Role.ADMIN])
         client_a = create_client(actor=people["therapist_a"], clinic=clinic, given_name="Cora",
