@@ -146,6 +146,8 @@ INSTALLED_APPS = [
     "relisten.transcripts",
     "relisten.review",
     "relisten.fidelity",
+    "relisten.outcomes",
+    "relisten.supervision",
 ]
 
 MIDDLEWARE = [
