@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404
 
 from relisten.accounts.models import (
@@ -27,8 +27,16 @@ from relisten.audit.log import record_event_now
 from relisten.clients.models import Client, Episode, TherapySession
 from relisten.consent.models import ConsentDecision, ConsentText, Purpose
 from relisten.consent.policy import is_allowed
+from relisten.fidelity.models import (  # ratings; Scale: fidelity reports
+    Evidence,
+    RaterRole,
+    Rating,
+    RatingState,
+    Scale,
+)
 from relisten.recordings.models import Recording, State, Upload
 from relisten.review.models import Comment, Scope
+from relisten.supervision.models import SessionSignOff, SupervisionAssignment
 from relisten.transcripts.models import Segment, Speaker, Transcript
 
 
@@ -79,8 +87,13 @@ def _treating_q(user: User, prefix: str = "") -> Q:
 
 
 def _supervising_q(user: User, prefix: str = "") -> Q:
-    return Q(**{f"{prefix}supervisor": user}) & Q(
-        **{f"{prefix}client__clinic__in": _role_clinics(user, {Role.SUPERVISOR})}
+    """Episodes this user supervises: named as the episode's supervisor, holding the supervisor
+    role in its clinic, and assigned by the clinic to its therapist right now (supervision
+    section below), so ending the assignment closes the episode on the very next request."""
+    return (
+        Q(**{f"{prefix}supervisor": user})
+        & Q(**{f"{prefix}client__clinic__in": _role_clinics(user, {Role.SUPERVISOR})})
+        & Q(_active_assignment_to_therapist(user, prefix))
     )
 
 
@@ -448,8 +461,9 @@ def consents_in_force(client: Client, *purposes: Purpose) -> dict[Purpose, bool]
 
 
 def supervision_queue_for_user(user: User) -> QuerySet[TherapySession]:
-    """Sessions shared for supervision whose episode this user supervises, while the client's
-    supervision-review consent is in force; the longest-waiting first."""
+    """Sessions shared for supervision whose episode this user supervises (under an active
+    assignment), while the client's supervision-review consent is in force and no sign-off
+    stands; the longest-waiting first."""
     if not user.is_authenticated:
         return TherapySession.objects.none()
     return (
@@ -459,6 +473,7 @@ def supervision_queue_for_user(user: User) -> QuerySet[TherapySession]:
         .annotate(review_allowed=_latest_decision_granted(Purpose.SUPERVISION_REVIEW,
                                                           "episode__client"))
         .filter(review_allowed=True)
+        .exclude(_signed_off())
         .order_by("shared_for_supervision_at", "scheduled_at", "pk")
     )
 
@@ -482,3 +497,334 @@ def comments_from_others_for_user(user: User) -> QuerySet[Comment]:
     return Comment.objects.filter(
         visible, recording__in=recordings_for_user(user, Act.TREAT)
     ).exclude(author=user)
+
+
+# ---- supervision: assignments and sign-off (supervision helper) ------------------------------
+# The clinic assigns supervisors to therapists and trainees; an episode's named supervisor sees
+# it only while such an assignment is active (_supervising_q above). Assignments carry no
+# clinical content: the clinic's admins manage them, like roles.
+
+def _active_assignment_to_therapist(user: User, prefix: str = "") -> Exists:
+    return Exists(SupervisionAssignment.objects.filter(
+        supervisor=user, ended_at__isnull=True,
+        supervisee=OuterRef(f"{prefix}therapist"), clinic=OuterRef(f"{prefix}client__clinic"),
+    ))
+
+
+def _signed_off(session_path: str = "pk") -> Exists:
+    """Whether a sign-off stands for the session at `session_path` (not reopened)."""
+    return Exists(SessionSignOff.objects.filter(
+        session=OuterRef(session_path), reopened_at__isnull=True
+    ))
+
+
+def active_assignments(clinic: Clinic) -> QuerySet[SupervisionAssignment]:
+    return SupervisionAssignment.objects.filter(clinic=clinic, ended_at__isnull=True)
+
+
+def is_assigned_supervisor(supervisor_id: int, supervisee_id: int, clinic_id: int) -> bool:
+    """By ids, so a caller holding an episode needs no query to load the people."""
+    return SupervisionAssignment.objects.filter(
+        supervisor_id=supervisor_id, supervisee_id=supervisee_id, clinic_id=clinic_id,
+        ended_at__isnull=True,
+    ).exists()
+
+
+def supervisors_assigned_to(
+    supervisee: User, clinics: QuerySet[Clinic] | list[Clinic]
+) -> QuerySet[User]:
+    """Who may be named supervisor on this therapist's episodes: assigned to them in one of
+    these clinics, and still holding the supervisor role there."""
+    return User.objects.filter(
+        supervision_assignments_given__supervisee=supervisee,
+        supervision_assignments_given__ended_at__isnull=True,
+        supervision_assignments_given__clinic__in=clinics,
+        memberships__clinic__in=clinics, memberships__role=Role.SUPERVISOR,
+        memberships__active=True,
+    ).distinct()
+
+
+def get_assignment_for_admin(user: User, raw_id: Any) -> SupervisionAssignment:
+    public_id = _parse_id(raw_id)
+    assignment = (
+        SupervisionAssignment.objects.filter(public_id=public_id, clinic__in=admin_clinics(user))
+        .select_related("clinic", "supervisor", "supervisee")
+        .first()
+        if public_id
+        else None
+    )
+    if assignment is None:
+        raise _deny(user, "supervision_assignment", raw_id)
+    return assignment
+
+
+def get_session_for_signoff(user: User, raw_id: Any) -> TherapySession:
+    """A session this user supervises (and so may sign off or reopen). Anyone else who can
+    see it (its therapist) is told they cannot (403); everyone else gets the 404."""
+    session = get_session_for_user(user, raw_id)
+    if session.episode.supervisor_id != user.pk or not Episode.objects.filter(
+        _supervising_q(user), pk=session.episode_id
+    ).exists():
+        record_event_now(
+            actor=user, event_type="authz.forbidden",
+            changes={"object_type": "session", "object_id": str(session.public_id)},
+        )
+        raise PermissionDenied("Only the session's supervisor can sign it off.")
+    return session
+
+
+# ---- fidelity ratings (issue 6, rating helper) ----------------------------------------------
+# A rating is about a recorded session, so it follows the recording: nobody sees a rating of a
+# recording they cannot play (a supervisor whose consent or assignment has ended included), and
+# clients never see ratings. Among those who may, a rater sees their own ratings, drafts too;
+# someone else's only once it is COMPLETE (the therapist sees the supervisor's finished rating,
+# not the working draft, and the other way round). Only the rater changes a rating.
+
+def rater_role(user: User, recording: Recording, *, can_treat: bool | None = None) -> str | None:
+    """The role in which `user` rates this recording's session: "self" for the treating
+    therapist or trainee, "supervisor" for the episode's supervisor, None for anyone else (the
+    client). `recording` must come from get_recording_for_user for this user, which has checked
+    the supervisor's consent; this adds one query at most (none when `can_treat` is true)."""
+    if not user.is_authenticated or is_recordings_client(user, recording):
+        return None
+    if can_treat is None:
+        can_treat = recordings_for_user(user, Act.TREAT).filter(pk=recording.pk).exists()
+    if can_treat:
+        return str(RaterRole.SELF)
+    supervises = Episode.objects.filter(_supervising_q(user), pk=recording.session.episode_id)
+    return str(RaterRole.SUPERVISOR) if supervises.exists() else None
+
+
+def ratings_for_user(user: User) -> QuerySet[Rating]:
+    """Ratings this user may read: their own, and others' finished ones, on recordings they may
+    play of episodes they treat or supervise."""
+    if not user.is_authenticated:
+        return Rating.objects.none()
+    return Rating.objects.filter(
+        Q(rater=user) | Q(state=RatingState.COMPLETE),
+        recording__in=recordings_for_user(user, Act.VIEW),
+        session__episode__in=episodes_for_user(user, Act.VIEW),
+    )
+
+
+def get_rating_for_user(user: User, raw_id: Any, *, own: bool = False) -> Rating:
+    """A rating the user may read, with its scale, rater and recording loaded. `own`: for
+    changes, which only the rater may make; anyone else who can read it is told so (403)."""
+    public_id = _parse_id(raw_id)
+    rating = (
+        ratings_for_user(user).filter(public_id=public_id)
+        .select_related("scale", "rater", "recording__session__episode__client__clinic")
+        .first()
+        if public_id else None
+    )
+    if rating is None:
+        raise _deny(user, "rating", raw_id)
+    if own and rating.rater_id != user.pk:
+        record_event_now(
+            actor=user, event_type="authz.forbidden",
+            changes={"object_type": "rating", "object_id": str(rating.public_id)},
+        )
+        raise PermissionDenied("Only the person who gave a rating can change it.")
+    recording = rating.recording
+    assert recording is not None  # ratings_for_user asks for a playable recording
+    rating.session = recording.session  # already loaded with the recording
+    return rating
+
+
+def get_evidence_for_user(user: User, raw_id: Any) -> Evidence:
+    """A piece of evidence on one of the user's own ratings (to remove it); others' → 404."""
+    public_id = _parse_id(raw_id)
+    evidence = (
+        Evidence.objects.filter(public_id=public_id, rating__rater=user)
+        .select_related("rating").first()
+        if public_id and user.is_authenticated else None
+    )
+    if evidence is None:
+        raise _deny(user, "evidence", raw_id)
+    evidence.rating = get_rating_for_user(user, evidence.rating.public_id, own=True)
+    return evidence
+
+
+def get_rated_session_for_user(user: User, raw_id: Any) -> TherapySession:
+    """A session whose ratings the user may compare: one they treat or supervise, with a
+    recording they may play (a supervisor without the client's consent gets the 404)."""
+    public_id = _parse_id(raw_id)
+    session = (
+        sessions_for_user(user, Act.VIEW).filter(public_id=public_id)
+        .select_related("episode__client__clinic").first()
+        if public_id else None
+    )
+    if session is None or not recordings_for_user(user, Act.VIEW).filter(
+        session=session
+    ).exists():
+        raise _deny(user, "session", raw_id)
+    return session
+# ---- end fidelity ratings ----
+
+
+# ---- fidelity reports: calibration and fidelity over time (issue 6, stats helper) -----------
+# Calibration compares raters, not clients: a clinic's supervisors and admins see every finished
+# rating of that clinic's sessions, shown by session date, number and therapist, never by client.
+# Fidelity over time shows only ratings the viewer could open one by one (ratings_for_user): a
+# therapist or trainee on their own page, a supervisor on the page of someone assigned to them.
+
+CALIBRATION_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR})
+
+
+def calibration_clinics(user: User) -> QuerySet[Clinic]:
+    if not user.is_authenticated:
+        return Clinic.objects.none()
+    return _role_clinics(user, CALIBRATION_ROLES)
+
+
+def get_clinic_for_calibration(user: User, raw_id: Any) -> Clinic:
+    public_id = _parse_id(raw_id)
+    clinic = (calibration_clinics(user).filter(public_id=public_id).first()
+              if public_id else None)
+    if clinic is None:
+        raise _deny(user, "clinic", raw_id)
+    return clinic
+
+
+def get_scale_for_calibration(user: User, clinic: Clinic, raw_id: Any) -> Scale:
+    """A shipped scale version or one of this clinic's own (`clinic` from
+    get_clinic_for_calibration); another clinic's scale is answered like a missing one."""
+    public_id = _parse_id(raw_id)
+    scale = (
+        Scale.objects.filter(Q(clinic__isnull=True) | Q(clinic=clinic), public_id=public_id)
+        .first() if public_id else None
+    )
+    if scale is None:
+        raise _deny(user, "scale", raw_id)
+    return scale
+
+
+def calibration_ratings(clinic: Clinic) -> QuerySet[Rating]:
+    """Every finished rating of this clinic's sessions (the caller has checked the clinic)."""
+    return Rating.objects.filter(state=RatingState.COMPLETE,
+                                 session__episode__client__clinic=clinic)
+
+
+def trend_people_for_user(user: User) -> QuerySet[User]:
+    """Whose fidelity-over-time page this user may open: their own while they treat clients
+    somewhere, and those assigned to them for supervision in a clinic where they supervise."""
+    if not user.is_authenticated:
+        return User.objects.none()
+    own = Q(pk=user.pk) if _role_clinics(user, TREATING_ROLES).exists() else Q(pk__in=[])
+    supervised = Q(pk__in=SupervisionAssignment.objects.filter(
+        supervisor=user, ended_at__isnull=True,
+        clinic__in=_role_clinics(user, {Role.SUPERVISOR}),
+    ).values("supervisee"))
+    return User.objects.filter(own | supervised)
+
+
+def get_trend_person_for_user(user: User, raw_id: Any) -> User:
+    public_id = _parse_id(raw_id)
+    person = (trend_people_for_user(user).filter(public_id=public_id).first()
+              if public_id else None)
+    if person is None:
+        raise _deny(user, "trend_person", raw_id)
+    return person
+# ---- end fidelity reports ----
+
+
+# ---- fidelity scales (issue 6, SCALES) -------------------------------------------------------
+# A scale holds no clinical content. Shipped scales (clinic NULL) are offered to every clinical
+# member and clinic admin of any clinic; a clinic's own scale only to that clinic's members, and
+# it is 404 for everyone else. Clinic admins and supervisors manage their clinic's scales;
+# shipped scales are never changed in place (export one and import it under your own slug).
+
+SCALE_VIEW_ROLES = CLINICAL_ROLES | {Role.ADMIN}
+SCALE_MANAGE_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR})
+
+
+def scale_clinics(user: User) -> QuerySet[Clinic]:
+    """Clinics whose own scales this user may see."""
+    if not user.is_authenticated:
+        return Clinic.objects.none()
+    return _role_clinics(user, SCALE_VIEW_ROLES)
+
+
+def scale_manage_clinics(user: User) -> QuerySet[Clinic]:
+    """Clinics whose scales this user may import, build, edit and retire."""
+    if not user.is_authenticated:
+        return Clinic.objects.none()
+    return _role_clinics(user, SCALE_MANAGE_ROLES)
+
+
+def scales_for_user(user: User) -> QuerySet[Any]:
+    """Every scale version this user may see: shipped ones and their clinics' own."""
+    from relisten.fidelity.models import Scale
+
+    if not user.is_authenticated or not scale_clinics(user).exists():
+        return Scale.objects.none()
+    return Scale.objects.filter(Q(clinic__isnull=True) | Q(clinic__in=scale_clinics(user)))
+
+
+def get_scale_for_user(user: User, raw_id: Any, *, manage: bool = False) -> Any:
+    """A scale version the user may see (404 otherwise). `manage`: for changes, which only a
+    clinic admin or supervisor of the scale's clinic may make (403 with the reason, since the
+    scale is visible to them anyway)."""
+    public_id = _parse_id(raw_id)
+    scale = (scales_for_user(user).filter(public_id=public_id).select_related("clinic").first()
+             if public_id else None)
+    if scale is None:
+        raise _deny(user, "scale", raw_id)
+    if manage:
+        reason = ""
+        if scale.clinic_id is None:
+            reason = ("Scales shipped with Relisten cannot be changed. Export this one and "
+                      "import it under your own slug to adapt it.")
+        elif not scale_manage_clinics(user).filter(pk=scale.clinic_id).exists():
+            reason = "Only the clinic's admins and supervisors can change its scales."
+        if reason:
+            record_event_now(actor=user, event_type="authz.forbidden",
+                             changes={"object_type": "scale", "object_id": str(public_id)})
+            raise PermissionDenied(reason)
+    return scale
+
+
+# ---- outcome monitoring: answers and alerts (issue 7, ANSWER) --------------------------------
+# Questionnaire answers are clinical content: responses and alerts follow the episode (its
+# treating therapist sees and acknowledges them, its supervisor sees them), and a client sees
+# and answers only the questionnaires asked of their own record.
+
+def own_dues(user: User, client: Client) -> QuerySet[Any]:
+    """Questionnaires waiting for this client (`client` from get_own_client_record)."""
+    from relisten.outcomes.models import Due, DueState
+
+    if not user.is_authenticated or client.user_id != user.pk:
+        return Due.objects.none()
+    return Due.objects.filter(episode__client=client, state=DueState.DUE)
+
+
+def get_own_due(user: User, client: Client, raw_id: Any) -> Any:
+    public_id = _parse_id(raw_id)
+    due = (own_dues(user, client).filter(public_id=public_id)
+           .select_related("instrument", "episode__client__clinic").first()
+           if public_id else None)
+    if due is None:
+        raise _deny(user, "due", raw_id)
+    return due
+
+
+def outcome_responses_for_user(user: User) -> QuerySet[Any]:
+    from relisten.outcomes.models import Response
+
+    return Response.objects.filter(episode__in=episodes_for_user(user, Act.VIEW))
+
+
+def outcome_alerts_for_user(user: User, act: Act = Act.VIEW) -> QuerySet[Any]:
+    from relisten.outcomes.models import Alert
+
+    return Alert.objects.filter(episode__in=episodes_for_user(user, act))
+
+
+def get_outcome_alert_for_user(user: User, raw_id: Any, act: Act = Act.VIEW) -> Any:
+    """An alert on an episode the user sees; only its treating therapist acknowledges (403 for
+    the supervisor, who sees it)."""
+    view = outcome_alerts_for_user(user, Act.VIEW).select_related(
+        "episode__client__clinic", "response__instrument")
+    chosen = outcome_alerts_for_user(user, act) if act is not Act.VIEW else view
+    return _get_visible(user, view, chosen, raw_id, "outcome_alert")
+# ---- end outcome monitoring answers and alerts ----

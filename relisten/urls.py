@@ -18,5 +18,8 @@ urlpatterns = [
     path("", include("relisten.recordings.urls")),
     path("", include("relisten.transcripts.urls")),
     path("", include("relisten.review.urls")),  # time-stamped comments
+    path("", include("relisten.supervision.urls")),  # assignments, sign-off
+    path("fidelity/", include("relisten.fidelity.urls")),  # scales, ratings, calibration
+    path("", include("relisten.outcomes.urls")),  # questionnaires, plans, alerts
     path("api/v1/", api.urls),
 ]

@@ -511,8 +511,254 @@ def _comment_rows() -> list[Row]:
     ]
 
 
+# ---- supervision: assignments and sign-off (issue 6, supervision helper) ---------------------
+
+def _supervised_session(which: str, *, signed_off: bool = False) -> Kwargs:
+    """Session 1, shared for supervision (and maybe signed off) for this test only."""
+    def kwargs(cast: Cast) -> dict[str, Any]:
+        from relisten.supervision.models import SessionSignOff
+
+        client = cast.client_a if which == "a" else cast.client_b
+        session = client.episodes.get().sessions.get(number=1)
+        session.shared_for_supervision = True
+        session.save(update_fields=["shared_for_supervision"])
+        if signed_off:
+            SessionSignOff.objects.create(session=session, supervisor=cast.supervisor)
+        return {"session_id": session.public_id}
+
+    return kwargs
+
+
+def _assignment(cast: Cast) -> dict[str, Any]:
+    from relisten.supervision.models import SupervisionAssignment
+
+    found = SupervisionAssignment.objects.get(supervisor=cast.supervisor,
+                                              supervisee=cast.therapist_a)
+    return {"assignment_id": found.public_id}
+
+
+def _supervision_rows() -> list[Row]:
+    # Assignments are the clinic admin's (no clinical content), each admin their own clinic's.
+    # Only the episode's assigned supervisor signs a session off or reopens it; its therapist
+    # can see the session, so is told no (403); everyone else gets the 404.
+    def demo(c: Cast) -> dict[str, Any]:
+        return _clinic(c, "demo")
+
+    def other(c: Cast) -> dict[str, Any]:
+        return _clinic(c, "other")
+
+    return [
+        Row("supervision:assignments", "demo", demo, expect({"admin": 200})),
+        Row("supervision:assignments", "other", other, expect({"other_clinic_therapist": 200})),
+        Row("supervision:assignments", "demo", demo, expect({"admin": 302}), method="POST",
+            data=lambda c: {"supervisor": str(c.supervisor.public_id),
+                            "supervisee": str(c.therapist_b.public_id)}),
+        Row("supervision:assignment_end", "demo", _assignment, expect({"admin": 302}),
+            method="POST"),
+        Row("supervision:sign_off", "cora", _supervised_session("a"),
+            expect({"supervisor": 302, "therapist_a": 403}), method="POST",
+            data=lambda c: {"note": "Good use of reflections."}),
+        Row("supervision:reopen", "cora", _supervised_session("a", signed_off=True),
+            expect({"supervisor": 302, "therapist_a": 403}), method="POST"),
+    ]
+
+
+# ---- fidelity ratings (issue 6, rating helper) ----------------------------------------------
+
+def _matrix_scale(cast: Cast) -> Any:
+    """A small clinic scale (two Likert items), made once per test's savepoint."""
+    from relisten.fidelity.models import Scale
+    from relisten.lib.fidelity.scale import load_scale, to_definition
+
+    document = to_definition(load_scale(
+        "slug: matrix-scale\nname: Matrix scale\ncitation: tests\nlicence: CC0\n"
+        "main_score: total\nsubscales: [{id: total, name: Total}]\nitems:\n"
+        "  - {id: agenda, text: Sets an agenda, range: [0, 6], subscale: total}\n"
+        "  - {id: warmth, text: Shows warmth, range: [0, 6], subscale: total}\n", "yaml"))
+    scale, _ = Scale.objects.get_or_create(
+        clinic=cast.clinic, slug="matrix-scale", version=1,
+        defaults={"name": "Matrix scale", "definition": document, "source_sha256": "0" * 64})
+    return scale
+
+
+def _a_rating(which: str, rater: str, *, complete: bool = False,
+              evidence: bool = False) -> Kwargs:
+    """A rating of the session's recording by `rater`, every item answered (complete, or a
+    draft ready to complete), or with `evidence` a piece of evidence on it; for this test only."""
+    def kwargs(cast: Cast) -> dict[str, Any]:
+        from relisten.fidelity.models import Evidence, Rating
+
+        client = cast.client_a if which == "a" else cast.client_b
+        recording = Recording.objects.get(session__episode__client=client, state="ready")
+        rating = Rating.objects.create(
+            session=recording.session, recording=recording, scale=_matrix_scale(cast),
+            rater=getattr(cast, rater), role="supervisor" if rater == "supervisor" else "self",
+            state="complete" if complete else "draft",
+            answers={"agenda": 3, "warmth": 4})
+        if evidence:
+            found = Evidence.objects.create(rating=rating, item="agenda", start=1.0)
+            return {"evidence_id": found.public_id}
+        return {"rating_id": rating.public_id}
+
+    return kwargs
+
+
+def _rating_rows() -> list[Row]:
+    # Rating follows the recording: the treating therapist rates themselves, the supervisor
+    # (with Cora's supervision consent) rates as supervisor; Cora can play the recording but
+    # ratings are not hers (403 on starting one, 404 on every rating). A draft is its rater's
+    # alone; a complete rating is readable by the other rater (its page leads on to the
+    # comparison) but changeable only by its rater (403).
+    def scale(c: Cast) -> dict[str, Any]:
+        return {"scale": str(_matrix_scale(c).public_id)}
+
+    own_draft_a = _a_rating("a", "therapist_a")
+    answer = {"item": "agenda", "value": "5"}
+    return [
+        Row("fidelity:rating_start", "cora", _pick(_recording, "a"),
+            expect({"therapist_a": 302, "supervisor": 302, "client_user_a": 403}),
+            method="POST", data=scale),
+        Row("fidelity:rating_start", "colin", _pick(_recording, "b"),
+            expect({"therapist_b": 302}), method="POST", data=scale),
+        Row("fidelity:rating", "cora", own_draft_a, expect({"therapist_a": 200})),
+        Row("fidelity:rating", "cora", _a_rating("a", "supervisor", complete=True),
+            expect({"supervisor": 200, "therapist_a": 302})),
+        Row("fidelity:rating", "cora", own_draft_a, expect({"therapist_a": 302}),
+            method="POST", data=lambda c: {"item-agenda": "6", "complete": "1"}),
+        Row("fidelity:rating_answer", "cora", own_draft_a, expect({"therapist_a": 200}),
+            method="POST", data=lambda c: answer),
+        Row("fidelity:rating_answer", "cora", _a_rating("a", "supervisor", complete=True),
+            expect({"therapist_a": 403, "supervisor": 409}), method="POST",
+            data=lambda c: answer),
+        Row("fidelity:rating_answer", "colin", _a_rating("b", "therapist_b"),
+            expect({"therapist_b": 200}), method="POST", data=lambda c: answer),
+        Row("fidelity:rating_evidence", "cora", _a_rating("a", "supervisor"),
+            expect({"supervisor": 302}), method="POST",
+            data=lambda c: {"item": "agenda", "at": "0:01"}),
+        Row("fidelity:rating_complete", "cora", own_draft_a, expect({"therapist_a": 302}),
+            method="POST"),
+        Row("fidelity:rating_reopen", "cora", _a_rating("a", "supervisor", complete=True),
+            expect({"supervisor": 302, "therapist_a": 403}), method="POST"),
+        Row("fidelity:evidence_delete", "cora", _a_rating("a", "therapist_a", evidence=True),
+            expect({"therapist_a": 302}), method="POST"),
+        Row("fidelity:compare", "cora", _pick(_session, "a"),
+            expect({"therapist_a": 200, "supervisor": 200})),
+        Row("fidelity:compare", "colin", _pick(_session, "b"), expect({"therapist_b": 200})),
+    ]
+
+
+# ---- fidelity scales (issue 6, SCALES) -------------------------------------------------------
+
+def _shipped_scale(cast: Cast) -> dict[str, Any]:
+    from relisten.fidelity.models import Scale
+
+    found = Scale.objects.filter(clinic=None, slug="ctrs").order_by("-version").first()
+    assert found is not None
+    return {"scale_id": found.public_id}
+
+
+def _demo_scale(cast: Cast) -> dict[str, Any]:
+    """A fresh scale of the demo clinic (each test runs in its own savepoint)."""
+    from relisten.fidelity.actions import save_scale_document
+    from tests.test_fidelity_scales import SMALL
+
+    scale, _ = save_scale_document(actor=cast.admin, clinic=cast.clinic, text=SMALL, fmt="yaml")
+    return {"scale_id": scale.public_id}
+
+
+def _scale_edit(cast: Cast) -> dict[str, Any]:
+    from relisten.fidelity.builder import post_data_for
+    from relisten.lib.fidelity.scale import load_scale
+    from tests.test_fidelity_scales import SMALL
+
+    return post_data_for(load_scale(SMALL, "yaml")) | {"name": "A small scale, reworded"}
+
+
+def _as_file(kwargs: Kwargs, fmt: str) -> Kwargs:
+    return lambda cast: kwargs(cast) | {"fmt": fmt}
+
+
+def _scale_rows() -> list[Row]:
+    # Scales hold no clinical content. Shipped ones: every clinic's staff (not researchers or
+    # clients) may read and export them, nobody changes them (403). A clinic's own scale: its
+    # staff read it, its admins and supervisors change it, other clinics get 404.
+    staff = ("therapist_a", "therapist_b", "supervisor", "trainee", "admin")
+    shipped_view = expect({**dict.fromkeys(staff, 200), "other_clinic_therapist": 200})
+    shipped_change = expect({**dict.fromkeys(staff, 403), "other_clinic_therapist": 403})
+    demo_view = expect(dict.fromkeys(staff, 200))
+    demo_edit = expect({**dict.fromkeys(staff, 403), "admin": 200, "supervisor": 200})
+    demo_change = expect({**dict.fromkeys(staff, 403), "admin": 302, "supervisor": 302})
+    rows: list[Row] = []
+    for target, kwargs, view in (("shipped-ctrs", _shipped_scale, shipped_view),
+                                 ("demo-clinic", _demo_scale, demo_view)):
+        rows += [
+            Row("fidelity:scale", target, kwargs, view),
+            Row("fidelity:scale_export", target, _as_file(kwargs, "yaml"), view),
+            Row("fidelity:scale_export", target, _as_file(kwargs, "json"), view),
+        ]
+    rows += [
+        Row("fidelity:scale_edit", "shipped-ctrs", _shipped_scale, shipped_change),
+        Row("fidelity:scale_retire", "shipped-ctrs", _shipped_scale, shipped_change,
+            method="POST", data=lambda c: {"retired": "1"}),
+        Row("fidelity:scale_edit", "demo-clinic", _demo_scale, demo_edit),
+        Row("fidelity:scale_edit", "demo-clinic", _demo_scale, demo_change, method="POST",
+            data=_scale_edit),
+        Row("fidelity:scale_retire", "demo-clinic", _demo_scale, demo_change, method="POST",
+            data=lambda c: {"retired": "1"}),
+    ]
+    return rows
+
+
+# ---- end fidelity scales ----
+
+
+# ---- fidelity reports: calibration, fidelity over time (issue 6, STATS) ----------------------
+
+def _report_rows() -> list[Row]:
+    # Calibration compares a clinic's raters: its supervisors and admins (Otto administers the
+    # other clinic), nobody else. Fidelity over time: an episode's page follows the episode
+    # (its therapist, its assigned supervisor); a person's page is theirs and their assigned
+    # supervisor's (Sam supervises Tess and Tara; Ben has no supervisor).
+    def calibration(which: str, scale: Callable[[Cast], dict[str, Any]]) -> Kwargs:
+        return lambda c: _clinic(c, which) | scale(c)
+
+    def person(attr: str) -> Kwargs:
+        return lambda c: {"user_id": getattr(c, attr).public_id}
+
+    demo_staff = expect({"admin": 200, "supervisor": 200})
+    other_admin = expect({"other_clinic_therapist": 200})
+    rows = [
+        Row("fidelity:calibration_index", "demo", _pick(_clinic, "demo"), demo_staff),
+        Row("fidelity:calibration_index", "other", _pick(_clinic, "other"), other_admin),
+        Row("fidelity:calibration", "demo-shipped", calibration("demo", _shipped_scale),
+            demo_staff),
+        Row("fidelity:calibration", "demo-own", calibration("demo", _demo_scale), demo_staff),
+        Row("fidelity:calibration", "other-shipped", calibration("other", _shipped_scale),
+            other_admin),
+        Row("fidelity:calibration_reference", "demo-shipped",
+            calibration("demo", _shipped_scale), demo_staff),
+        Row("fidelity:calibration_reference", "other-shipped",
+            calibration("other", _shipped_scale), other_admin),
+    ]
+    for name in ("fidelity:episode_trend", "fidelity:episode_trend_csv"):
+        rows += [Row(name, "cora", _pick(_episode, "a"), A_VIEW),
+                 Row(name, "colin", _pick(_episode, "b"), B_VIEW)]
+    for name in ("fidelity:person_trend", "fidelity:person_trend_csv"):
+        rows += [
+            Row(name, "tess", person("therapist_a"),
+                expect({"therapist_a": 200, "supervisor": 200})),
+            Row(name, "ben", person("therapist_b"), expect({"therapist_b": 200})),
+            Row(name, "tara", person("trainee"), expect({"trainee": 200, "supervisor": 200})),
+        ]
+    return rows
+
+
+# ---- end fidelity reports ----
+
+
 ROWS = (_clinical_rows() + _admin_rows() + _portal_rows() + _api_rows() + _recording_rows()
-        + _transcript_rows() + _sharing_rows() + _comment_rows())
+        + _transcript_rows() + _sharing_rows() + _comment_rows() + _supervision_rows()
+        + _rating_rows() + _scale_rows() + _report_rows())
 
 
 def _row_id(row: Row) -> str:
@@ -665,7 +911,10 @@ def test_matrix(row: Row, persona: str, module_cast: Cast, db: None) -> None:
             for e in new_events
         ), f"{persona} read {route.route} and left no record.viewed row"
     # (Appending bytes with PATCH is progress, not a change on record; its start and end are.)
-    if wanted in (200, 204, 302) and row.method in {"POST", "DELETE"}:
+    # (An autosaved answer is a draft in progress, not a change on record either; starting and
+    # completing the rating are.)
+    if (wanted in (200, 204, 302) and row.method in {"POST", "DELETE"}
+            and row.route != "fidelity:rating_answer"):
         assert new_events and not ({e.event_type for e in new_events} & DENIAL_EVENTS), (
             f"allowed {row.method} to {route.route} as {persona} wrote {new_events}"
         )
@@ -703,7 +952,11 @@ def test_matrix_is_not_vacuous() -> None:
     allowed = [
         row for row in ROWS if {200, 204, 302} & {row.expect[p] for p in PERSONAS if p != ANON}
     ]
-    assert len(allowed) >= len(ROWS) - 2  # only the client-role rows allow nobody
+    # Rows that allow nobody on purpose: the client-role rows and changes to a shipped scale.
+    on_purpose = [row for row in ROWS if row.target in {"cora-client-role", "shipped-ctrs"}
+                  and row not in allowed]
+    assert len(on_purpose) == 4
+    assert len(allowed) >= len(ROWS) - len(on_purpose)
 
 
 def test_object_urls_take_uuids_only() -> None:

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def demo(vault_env: VaultEnv, settings: Any) -> Recording:
     settings.DEMO_MODE = True
     call_command("load_demo")
-    return Recording.objects.get()
+    return Recording.objects.get(session__episode__client__given_name="Cora")
 
 
 def test_demo_session_is_recorded_encrypted_and_transcribed(demo: Recording) -> None:
@@ -45,8 +45,9 @@ def test_demo_session_is_recorded_encrypted_and_transcribed(demo: Recording) -> 
 
 
 def test_demo_loads_once(demo: Recording) -> None:
+    before = Recording.objects.count()
     call_command("load_demo")
-    assert Recording.objects.count() == 1
+    assert Recording.objects.count() == before == 6  # Cora's session, five of Tara's
 
 
 def test_demo_therapist_and_client_see_the_session(demo: Recording) -> None:
@@ -76,3 +77,19 @@ def test_demo_client_sees_shared_session_but_not_private_notes(demo: Recording) 
     assert "agreed to listen to again" in html  # Tess's comment shared with Cora
     assert "Bookmark: what I want to remember" in html  # Cora's own
     assert "Note to self" not in html and "Thoughts?" not in html  # private, care team
+
+
+def test_demo_has_rated_sessions_for_comparison_calibration_and_trends(demo: Recording) -> None:
+    from relisten.fidelity.models import RaterRole, Rating, RatingState
+
+    complete = Rating.objects.filter(state=RatingState.COMPLETE)
+    assert complete.count() == 12  # five CTRS pairs for Tara, one pair for Tess
+    # Self-rating beside the supervisor's on the same session: Cora's recorded one included.
+    on_cora = complete.filter(session=demo.session)
+    assert {r.role for r in on_cora} == {RaterRole.SELF, RaterRole.SUPERVISOR}
+    supervisor = on_cora.get(role=RaterRole.SUPERVISOR)
+    assert supervisor.evidence.count() == 2 and supervisor.total is not None
+    # Tara's supervisor-rated totals rise over the five weeks (the trend page has a shape).
+    tara = [r.total for r in complete.filter(rater__username="sam.supervisor",
+                                             scale__slug="ctrs").order_by("session__scheduled_at")]
+    assert len(tara) == 5 and tara[-1] > tara[0]

@@ -8,11 +8,20 @@ demo_media/NOTICE.md): real conversational speech that is not anyone's therapy.
 
 from __future__ import annotations
 
+import datetime as dt
+import random
 from pathlib import Path
 
-from relisten.clients.actions import share_for_supervision, share_with_client
-from relisten.clients.models import TherapySession
-from relisten.core.personas import Cast
+from django.utils import timezone
+
+from relisten.accounts.models import User
+from relisten.clients.actions import schedule_session, share_for_supervision, share_with_client
+from relisten.clients.models import Modality, TherapySession
+from relisten.consent.models import Purpose
+from relisten.core.personas import Cast, grant_consents
+from relisten.fidelity import actions as fidelity_actions
+from relisten.fidelity.models import RaterRole, Rating, Scale
+from relisten.lib.fidelity.scale import scale_from_definition
 from relisten.recordings import actions as recording_actions
 from relisten.recordings.models import Kind, Recording, State
 from relisten.review.actions import create_comment, reply_to
@@ -29,14 +38,14 @@ def demo_session(cast: Cast) -> TherapySession:
     return episode.sessions.order_by("number").first() or episode.sessions.get()
 
 
-def upload_demo_audio(session: TherapySession, cast: Cast) -> Recording:
-    """Upload the demo audio as Tess would, and finalize it (READY, encrypted at rest)."""
+def upload_demo_audio(session: TherapySession, therapist: User) -> Recording:
+    """Upload the demo audio as the therapist would, and finalize it (READY, encrypted)."""
     data = DEMO_AUDIO.read_bytes()
     upload = recording_actions.create_upload(
-        actor=cast.therapist_a, session=session, kind=Kind.AUDIO, length=len(data))
+        actor=therapist, session=session, kind=Kind.AUDIO, length=len(data))
     recording_id = upload.recording.public_id
     recording_actions.append_upload(
-        actor=cast.therapist_a, upload=upload, offset=0, body=iter([data]),
+        actor=therapist, upload=upload, offset=0, body=iter([data]),
         body_length=len(data), checksum=None, new_length=None)
     recording = recording_actions.finalize_upload(recording_id)
     if recording is None or recording.state != State.READY:
@@ -76,10 +85,67 @@ def add_demo_comments(recording: Recording, cast: Cast) -> None:
 
 def add_demo_recording(cast: Cast) -> Recording:
     session = demo_session(cast)
-    recording = upload_demo_audio(session, cast)
+    recording = upload_demo_audio(session, cast.therapist_a)
     transcribe_now(recording)
     # Tess shares the session with Cora (her consents allow it) and with her supervisor.
     share_with_client(actor=cast.therapist_a, session=session, shared=True)
     share_for_supervision(actor=cast.therapist_a, session=session, shared=True)
     add_demo_comments(recording, cast)
+    add_demo_ratings(cast, recording)
     return recording
+
+
+# ---- fidelity (issue 6): rated sessions for the comparison, calibration and trend pages -------
+
+def _rate(rater: User, recording: Recording, scale: Scale, role: str,
+          answers: dict[str, int], evidence: tuple[tuple[str, float, float | None], ...] = (),
+          ) -> Rating:
+    definition = scale_from_definition(scale.definition)
+    rating = fidelity_actions.start_rating(actor=rater, recording=recording, scale=scale,
+                                           role=role)
+    fidelity_actions.save_answers(actor=rater, rating=rating, definition=definition,
+                                  values={key: float(value) for key, value in answers.items()})
+    for item_id, start, end in evidence:
+        fidelity_actions.add_evidence(actor=rater, rating=rating, definition=definition,
+                                      item_id=item_id, start=start, end=end)
+    return fidelity_actions.complete_rating(actor=rater, rating=rating, definition=definition)
+
+
+def _likert_answers(scale: Scale, level: float, rng: random.Random) -> dict[str, int]:
+    """Every Likert/yes-no item near `level` (0-1 of its range), with a little rater noise."""
+    answers = {}
+    for item in scale_from_definition(scale.definition).items:
+        if item.kind == "count" or item.max is None:
+            continue
+        span = item.max - item.min
+        value = round(item.min + span * level + rng.choice((-1, 0, 0, 1)))
+        answers[item.id] = int(min(item.max, max(item.min, value)))
+    return answers
+
+
+def add_demo_ratings(cast: Cast, cora_recording: Recording) -> None:
+    """Tara (trainee) and Dr Reyes rate five of Tara's sessions with Tomas on the CTRS, Tara
+    improving week by week and rating herself a little higher; Tess and Dr Reyes rate Cora's
+    recorded session on the psychodynamic template, with evidence at two moments."""
+    rng = random.Random(2026)  # noqa: S311 - not secret: the same demo every time
+    ctrs = Scale.objects.get(clinic=None, slug="ctrs", retired=False)
+    dynamic = Scale.objects.get(clinic=None, slug="psychodynamic-adherence-competence",
+                                retired=False)
+    tara, sam = cast.trainee, cast.supervisor
+    grant_consents(tara, cast.trainee_client, Purpose.AUDIO_RECORDING,
+                   Purpose.SUPERVISION_REVIEW)
+    episode = cast.trainee_client.episodes.get()
+    for week in range(5):
+        session = schedule_session(
+            actor=tara, episode=episode, modality=Modality.IN_PERSON,
+            scheduled_at=timezone.now() - dt.timedelta(days=42 - 7 * week))
+        recording = upload_demo_audio(session, tara)
+        share_for_supervision(actor=tara, session=session, shared=True)
+        level = 0.40 + 0.07 * week
+        _rate(tara, recording, ctrs, RaterRole.SELF, _likert_answers(ctrs, level + 0.08, rng))
+        _rate(sam, recording, ctrs, RaterRole.SUPERVISOR, _likert_answers(ctrs, level, rng),
+              evidence=(("agenda", 1.0, 6.0), ("homework", 24.0, 29.5)))
+    _rate(cast.therapist_a, cora_recording, dynamic, RaterRole.SELF,
+          _likert_answers(dynamic, 0.75, rng))
+    _rate(sam, cora_recording, dynamic, RaterRole.SUPERVISOR, _likert_answers(dynamic, 0.55, rng),
+          evidence=(("affect_adh", 4.5, 9.0), ("patterns_comp", 17.5, 26.0)))

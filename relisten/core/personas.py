@@ -55,7 +55,7 @@ STAFF = [
 ]
 
 
-def _grant(actor: User, client: Client, *purposes: str) -> None:
+def grant_consents(actor: User, client: Client, *purposes: str) -> None:
     for purpose in purposes:
         record_decision(actor=actor, client=client, purpose=purpose, granted=True,
                         method=Method.PAPER_ATTESTED, text=current_text(client.clinic_id, purpose))
@@ -89,9 +89,9 @@ def build_cast(password: str) -> Cast:
                                     username="cora.client", password=password)
         user_b = give_portal_access(actor=people["therapist_b"], client=client_b,
                                     username="colin.client", password=password)
-        _grant(people["therapist_a"], client_a, Purpose.AUDIO_RECORDING, Purpose.TRANSCRIPTION,
-               Purpose.SUPERVISION_REVIEW, Purpose.CLIENT_ACCESS)
-        _grant(people["therapist_b"], client_b, Purpose.AUDIO_RECORDING)
+        grant_consents(people["therapist_a"], client_a, Purpose.AUDIO_RECORDING,
+                       Purpose.TRANSCRIPTION, Purpose.SUPERVISION_REVIEW, Purpose.CLIENT_ACCESS)
+        grant_consents(people["therapist_b"], client_b, Purpose.AUDIO_RECORDING)
         for client, therapist in ((client_a, people["therapist_a"]),
                                   (client_b, people["therapist_b"])):
             episode = client.episodes.get()

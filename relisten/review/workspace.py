@@ -30,6 +30,7 @@ from relisten.access import Act
 from relisten.accounts.models import User
 from relisten.audit.log import record_read
 from relisten.clients.models import Client, TherapySession
+from relisten.fidelity.rating import rating_context
 from relisten.lib.asr import export as asr_export
 from relisten.lib.asr.types import LOW_CONFIDENCE
 from relisten.recordings.models import Kind, Recording
@@ -187,8 +188,11 @@ def workspace_context(
                            kwargs={"recording_id": recording.public_id}),
         page_url=page_url, here=here, speakers=chips, markup=markup, edit_url=edit_url,
     )
-    return {"ws": workspace, "recording": recording,
-            "comments": comments_context(user, recording)}
+    comments = comments_context(user, recording)
+    return {"ws": workspace, "recording": recording, "comments": comments,
+            # The rating panel (issue 6): the comments it can link come from the panel above.
+            "rating": rating_context(user, recording, can_treat=can_treat, back=here,
+                                     comments=[t.root.comment for t in comments["threads"]])}
 
 
 # ---- the transcript's markup -------------------------------------------------------------------

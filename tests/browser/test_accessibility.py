@@ -37,7 +37,7 @@ DESKTOP = {"width": 1280, "height": 900}
 def demo(vault_env: VaultEnv, settings: Any, transactional_db: None) -> Recording:
     settings.DEMO_MODE = True
     call_command("load_demo")
-    return Recording.objects.get()
+    return Recording.objects.get(session__episode__client__given_name="Cora")
 
 
 def context_for(browser: Browser, live_server: LiveServer, username: str | None) -> BrowserContext:
