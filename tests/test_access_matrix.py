@@ -756,9 +756,101 @@ def _report_rows() -> list[Row]:
 # ---- end fidelity reports ----
 
 
+def _outcome_schedule_rows() -> list[Row]:
+    """Questionnaire schedules (outcomes, SCHEDULE): the treating therapist sets an episode's
+    plan, the supervisor may not; a client turns their own questionnaires off and on."""
+    plan = {"every_n_sessions": "1", "reminder_days": "0, 3, 7", "link_valid_days": "14",
+            "at_intake": "on", "at_end": "on", "follow_up_months": ["1", "3"]}
+    rows = [
+        Row("outcomes:episode_plan", "cora", lambda c: _episode(c, "a"), A_TREAT),
+        Row("outcomes:episode_plan", "colin", lambda c: _episode(c, "b"), B_TREAT),
+        Row("outcomes:episode_plan", "cora", lambda c: _episode(c, "a"), A_TREAT_POST,
+            method="POST", data=lambda c: plan),
+    ]
+    for which, me in (("a", "client_user_a"), ("b", "client_user_b")):
+        def record(c: Cast, which: str = which) -> dict[str, Any]:
+            return _record(c, which)
+
+        target = "cora" if which == "a" else "colin"
+        rows += [
+            Row("outcomes:opt_out_portal", target, record, expect({me: 200})),
+            Row("outcomes:opt_out_portal", target, record, expect({me: 302}), method="POST",
+                data=lambda c: {"choice": "stop"}),
+        ]
+    return rows
+
+
+# ---- outcomes: answering questionnaires, alerts (issue 7, ANSWER) ----
+
+PHQ9_ITEMS = ("44250-9", "44255-8", "44259-0", "44254-1", "44251-7", "44258-2", "44252-5",
+              "44253-3", "44260-8")
+
+
+def _due(cast: Cast, which: str) -> Any:
+    """A PHQ-9 waiting for Cora or Colin, made inside the row's own savepoint."""
+    from relisten.outcomes.builtin import load_builtin_instruments
+    from relisten.outcomes.models import Due, Instrument
+
+    load_builtin_instruments()
+    client = cast.client_a if which == "a" else cast.client_b
+    due, _ = Due.objects.get_or_create(
+        episode=client.episodes.get(), instrument=Instrument.objects.get(code="phq-9",
+                                                                          clinic=None),
+        time_point="intake", session=None,
+        defaults={"due_at": dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)})
+    return due
+
+
+def _own_due(cast: Cast, which: str) -> dict[str, Any]:
+    return {**_record(cast, which), "due_id": _due(cast, which).public_id}
+
+
+def _alert(cast: Cast, which: str) -> dict[str, Any]:
+    """A risk alert on Cora's or Colin's PHQ-9 (rows only, no audit: not the row's request)."""
+    from relisten.outcomes.models import Alert, Response
+
+    due = _due(cast, which)
+    response, _ = Response.objects.get_or_create(
+        due=due, defaults={"episode": due.episode, "instrument": due.instrument,
+                           "time_point": "intake", "source": "link", "total": 1,
+                           "band": "Minimal", "answered_at": dt.datetime.now(dt.UTC)})
+    for link_id in PHQ9_ITEMS:
+        response.items.get_or_create(link_id=link_id,
+                                     defaults={"value": int(link_id == PHQ9_ITEMS[-1])})
+    alert, _ = Alert.objects.get_or_create(response=response, kind="risk_item",
+                                           defaults={"episode": due.episode})
+    return {"alert_id": alert.public_id}
+
+
+def _outcome_answer_rows() -> list[Row]:
+    """The client answers only their own questionnaires; alerts follow the episode: its
+    therapist sees and acknowledges, its supervisor sees but may not acknowledge."""
+    every_answer = {link_id: "0" for link_id in PHQ9_ITEMS}
+    rows = [
+        Row("outcomes:alert", "cora", _pick(_alert, "a"), A_VIEW),
+        Row("outcomes:alert", "colin", _pick(_alert, "b"), B_VIEW),
+        Row("outcomes:alert", "cora", _pick(_alert, "a"), A_TREAT_POST, method="POST"),
+        Row("outcomes:alert", "colin", _pick(_alert, "b"), expect({"therapist_b": 302}),
+            method="POST"),
+    ]
+    for which, me in (("a", "client_user_a"), ("b", "client_user_b")):
+        target = "cora" if which == "a" else "colin"
+        rows += [
+            Row("outcomes:portal_answer", target, _pick(_own_due, which), expect({me: 200})),
+            Row("outcomes:portal_answer", target, _pick(_own_due, which), expect({me: 302}),
+                method="POST", data=lambda c: every_answer),
+            Row("outcomes:portal_draft", target, _pick(_own_due, which), expect({me: 200}),
+                method="POST", data=lambda c: {PHQ9_ITEMS[0]: "1"}),
+        ]
+    return rows
+
+# ---- end outcomes answering ----
+
+
 ROWS = (_clinical_rows() + _admin_rows() + _portal_rows() + _api_rows() + _recording_rows()
         + _transcript_rows() + _sharing_rows() + _comment_rows() + _supervision_rows()
-        + _rating_rows() + _scale_rows() + _report_rows())
+        + _rating_rows() + _scale_rows() + _report_rows()
+        + _outcome_schedule_rows() + _outcome_answer_rows())
 
 
 def _row_id(row: Row) -> str:
@@ -952,10 +1044,13 @@ def test_matrix_is_not_vacuous() -> None:
     allowed = [
         row for row in ROWS if {200, 204, 302} & {row.expect[p] for p in PERSONAS if p != ANON}
     ]
-    # Rows that allow nobody on purpose: the client-role rows and changes to a shipped scale.
-    on_purpose = [row for row in ROWS if row.target in {"cora-client-role", "shipped-ctrs"}
+    # Rows that allow nobody on purpose: the client-role rows, changes to a shipped scale, and
+    # answers to a completed rating (even its rater must reopen it first: 409).
+    on_purpose = [row for row in ROWS
+                  if (row.target in {"cora-client-role", "shipped-ctrs"}
+                      or (row.route == "fidelity:rating_answer" and 409 in row.expect.values()))
                   and row not in allowed]
-    assert len(on_purpose) == 4
+    assert len(on_purpose) == 5
     assert len(allowed) >= len(ROWS) - len(on_purpose)
 
 

@@ -10,13 +10,19 @@ import wave
 from pathlib import Path
 
 import pytest
+from django.urls import reverse
 from playwright.sync_api import Browser, Page, expect
 from pytest_django.live_server_helper import LiveServer
 
+from relisten.accounts.actions import create_user
+from relisten.accounts.models import Role
+from relisten.clients.models import Episode
 from relisten.core.personas import Cast
 from relisten.fidelity.models import Evidence, Rating, RatingState, Scale
 from relisten.lib.fidelity.scale import load_scale, to_definition
 from relisten.recordings.models import Recording
+from relisten.review.actions import create_comment
+from relisten.review.models import Scope
 from tests.browser.test_comments import (
     SPEECH,
     _context,
@@ -63,6 +69,9 @@ def test_supervisor_rates_with_evidence_and_the_therapist_compares(
     session_url = f"{live_server.url}/sessions/{session.public_id}/"
 
     # ---- the supervisor opens the shared session and rates it ----------------------------
+    create_comment(actor=cast.supervisor, recording=recording, start=2.0, end=None,
+                   body="Good agenda; set homework next time.", tags=["feedback"],
+                   scope=Scope.CARE_TEAM)
     supervisor = _context(browser, live_server, cast.supervisor)
     page, errors = _open(supervisor, session_url)
     panel = page.locator("#rating")
@@ -168,5 +177,23 @@ def test_supervisor_rates_with_evidence_and_the_therapist_compares(
     # The supervisor's evidence opens the recording at its moment.
     differing.locator(".evidence-time").click()
     page.wait_for_url(f"**/recordings/{recording.public_id}/transcript/?t=*")
+    # The supervisor's written feedback (a care-team comment) is beside the same player.
+    expect(page.locator("#comments")).to_contain_text("Good agenda; set homework next time.")
     assert errors == []
     therapist.close()
+
+    # ---- a supervisor of this clinic without an assignment to Tess: 404 everywhere -------
+    stranger = create_user(actor=None, clinic=cast.clinic, username="una.unassigned",
+                           password="not-used-here-1234", display_name="Una Unassigned",
+                           roles=[Role.SUPERVISOR])
+    Episode.objects.filter(pk=session.episode_id).update(supervisor=stranger)  # named, unassigned
+    outsider = _context(browser, live_server, stranger)
+    page = outsider.new_page()
+    for address in (session_url,
+                    f"{live_server.url}/recordings/{recording.public_id}/transcript/",
+                    live_server.url + reverse("fidelity:compare",
+                                              kwargs={"session_id": session.public_id})):
+        response = page.goto(address)
+        assert response is not None and response.status == 404, address
+    assert "Good agenda" not in page.content()
+    outsider.close()
