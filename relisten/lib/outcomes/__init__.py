@@ -1,0 +1,1 @@
+"""Outcome monitoring rules without Django: instruments, scoring, reliable change, FHIR."""
