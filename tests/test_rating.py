@@ -318,6 +318,24 @@ def test_only_the_therapist_and_the_supervisor_may_rate(
     assert not Rating.objects.exists()
 
 
+def test_supervisor_may_give_a_reference_rating_and_the_therapist_may_not(
+    cast: Cast, scale: Scale, recording: Recording, signed_in: Any
+) -> None:
+    """A reference rating is the calibration reports' gold standard: only the supervisor's
+    rating can be one; a therapist asking for it still gets a self-rating."""
+    start_url = f"/fidelity/recordings/{recording.public_id}/ratings/start"
+    data = {"scale": str(scale.public_id), "reference": "1"}
+    page = signed_in(cast.supervisor).get(f"/recordings/{recording.public_id}/transcript/")
+    assert 'name="reference"' in page.content.decode()
+    signed_in(cast.supervisor).post(start_url, data)
+    signed_in(cast.therapist_a).post(start_url, data)
+    roles = dict(Rating.objects.values_list("rater__username", "role"))
+    assert roles == {cast.supervisor.username: RaterRole.REFERENCE,
+                     cast.therapist_a.username: RaterRole.SELF}
+    own = signed_in(cast.therapist_a).get(f"/recordings/{recording.public_id}/transcript/")
+    assert 'name="reference"' not in own.content.decode()
+
+
 def test_supervisor_without_supervision_consent_gets_404(
     cast: Cast, scale: Scale, recording: Recording, signed_in: Any
 ) -> None:

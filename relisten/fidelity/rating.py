@@ -373,6 +373,9 @@ def rating_start(request: HttpRequest, recording_id: str) -> HttpResponse:
     scale = actions.offered_scales(recording).filter(public_id=wanted).first() if wanted else None
     if scale is None:
         return _answer(request, recording, error="Please choose a scale from the list.")
+    if role == RaterRole.SUPERVISOR and request.POST.get("reference") == "1":
+        # The supervisor's rating doubles as the gold standard of the calibration reports.
+        role = str(RaterRole.REFERENCE)
     try:
         rating = actions.start_rating(actor=user, recording=recording, scale=scale, role=role)
     except actions.RatingRefused as refusal:
