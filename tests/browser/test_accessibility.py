@@ -24,6 +24,7 @@ from pytest_django.live_server_helper import LiveServer
 from relisten.accounts.models import Clinic, User
 from relisten.clients.models import Client
 from relisten.core.personas import DEMO_CLINIC
+from relisten.fidelity.models import Scale
 from relisten.recordings.models import Recording
 from tests.conftest import sign_in
 from tests.test_media_playback import VaultEnv, vault_env_fixture  # noqa: F401 - fixture
@@ -93,6 +94,8 @@ def test_main_pages_have_no_serious_accessibility_violations(
     cora = Client.objects.get(given_name="Cora")
     session = demo.session
     episode = session.episode
+    ctrs = Scale.objects.get(clinic=None, slug="ctrs", retired=False)
+    tara = User.objects.get(username="tara.trainee")
     url: Callable[..., str] = lambda name, **kw: live_server.url + reverse(name, kwargs=kw)  # noqa: E731
     pages: dict[str | None, list[tuple[str, str]]] = {
         None: [("sign-in", url("accounts:login"))],
@@ -104,13 +107,26 @@ def test_main_pages_have_no_serious_accessibility_violations(
             ("session-workspace", url("clients:session", session_id=session.public_id)),
             ("client-consent", url("clients:consent", client_id=cora.public_id)),
             ("search", url("transcripts:search") + "?q=data"),
+            ("rating-comparison", url("fidelity:compare", session_id=session.public_id)),
+            ("fidelity-over-time-episode", url("fidelity:episode_trend",
+                                               episode_id=episode.public_id)),
         ],
         "sam.supervisor": [
             ("supervisor-home", url("home")),
             ("supervisor-session", url("clients:session", session_id=session.public_id)),
+            ("fidelity-reports", url("fidelity:reports")),
+            ("calibration-scales", url("fidelity:calibration_index", clinic_id=clinic.public_id)),
+            ("calibration-ctrs", url("fidelity:calibration", clinic_id=clinic.public_id,
+                                     scale_id=ctrs.public_id)),
+            ("trainee-over-time", url("fidelity:person_trend", user_id=tara.public_id)),
+            ("rating-scales", url("fidelity:scales")),
+            ("scale-ctrs", url("fidelity:scale", scale_id=ctrs.public_id)),
+            ("scale-builder", url("fidelity:scale_new")),
         ],
         "tara.trainee": [("trainee-home", url("home"))],
-        "alex.admin": [("admin-people", url("accounts:clinic_people", clinic_id=clinic.public_id))],
+        "alex.admin": [("admin-people", url("accounts:clinic_people", clinic_id=clinic.public_id)),
+                       ("admin-supervision", url("supervision:assignments",
+                                                 clinic_id=clinic.public_id))],
         "cora.client": [
             ("portal", url("portal:record", record_id=cora.public_id)),
             ("client-replay", url("transcripts:page", recording_id=demo.public_id)),
