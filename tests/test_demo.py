@@ -93,3 +93,25 @@ def test_demo_has_rated_sessions_for_comparison_calibration_and_trends(demo: Rec
     tara = [r.total for r in complete.filter(rater__username="sam.supervisor",
                                              scale__slug="ctrs").order_by("session__scheduled_at")]
     assert len(tara) == 5 and tara[-1] > tara[0]
+
+
+def test_demo_has_questionnaire_histories_through_follow_up(demo: Recording) -> None:
+    from relisten.outcomes.models import Alert, AlertKind, Response, TimePoint
+
+    def totals(given_name: str) -> list[int]:
+        return list(Response.objects.filter(
+            episode__client__given_name=given_name, instrument__code="phq-9",
+        ).order_by("answered_at").values_list("total", flat=True))
+
+    maya, owen, priya = totals("Maya"), totals("Owen"), totals("Priya")
+    assert maya[0] >= 10 and maya[-1] < 10 and maya[0] - maya[-1] >= 6  # recovered, reliably
+    assert abs(owen[0] - owen[-1]) < 6  # unchanged
+    assert priya[-1] - priya[0] >= 6  # reliable deterioration
+    follow_ups = set(Response.objects.filter(episode__client__given_name="Maya")
+                     .values_list("time_point", flat=True))
+    assert {TimePoint.FOLLOW_UP_1, TimePoint.FOLLOW_UP_3, TimePoint.FOLLOW_UP_6,
+            TimePoint.FOLLOW_UP_12} <= follow_ups
+    risk = Alert.objects.get(kind=AlertKind.RISK_ITEM)
+    assert risk.episode.client.given_name == "Priya" and risk.acknowledged_at is None
+    # Per item, not only totals.
+    assert all(r.items.count() in (7, 9) for r in Response.objects.all())

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from relisten.accounts.models import Clinic
 from relisten.core.demo import add_demo_recording
+from relisten.core.demo_outcomes import add_demo_outcomes
 from relisten.core.personas import DEMO_CLINIC, STAFF, build_cast
 
 DEMO_PASSWORD = "relisten-demo-2026"
@@ -23,6 +24,7 @@ class Command(BaseCommand):
             cast = build_cast(DEMO_PASSWORD)
             self.stdout.write("Loaded the demo clinic; transcribing its recorded session…")
             add_demo_recording(cast)
+            add_demo_outcomes(cast)
             self.stdout.write("Done: Cora Client's session 1 is recorded and transcribed.")
         rows = [(name, username, ", ".join(str(r.label) for r in roles))
                 for _, username, name, roles in STAFF]
