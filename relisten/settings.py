@@ -51,6 +51,11 @@ try:
     EMAIL_HOST = env_str("RELISTEN_EMAIL_HOST", "localhost")
     EMAIL_PORT = env_int("RELISTEN_EMAIL_PORT", 25, minimum=1, maximum=65535)
     DEFAULT_FROM_EMAIL = env_str("RELISTEN_EMAIL_FROM", "relisten@localhost")
+    # Questionnaire reminders (outcomes, SCHEDULE): SMTP sign-in and the address links point at.
+    EMAIL_HOST_USER = env_str("RELISTEN_EMAIL_USER", "")
+    EMAIL_HOST_PASSWORD = env_str("RELISTEN_EMAIL_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("RELISTEN_EMAIL_TLS", False)
+    SITE_URL = env_str("RELISTEN_SITE_URL", "http://localhost:8000").rstrip("/")
     # Media vault (recordings): where encrypted objects live and where the KEKs are.
     MEDIA_STORAGE = env_choice("RELISTEN_MEDIA_STORAGE", "local", ("local", "s3"))
     MEDIA_DIR = env_path("RELISTEN_MEDIA_DIR", DATA_DIR / "media")

@@ -35,6 +35,9 @@ SCHEDULE = (
              dt.timedelta(days=1)),
     Periodic("requeue_stale_transcriptions", "relisten.transcripts.tasks.requeue_stale_runs",
              dt.timedelta(minutes=5)),
+    # outcome monitoring: questionnaires that became due, reminder emails (issue 7)
+    Periodic("questionnaire_schedule", "relisten.outcomes.tasks.run_questionnaire_schedule",
+             dt.timedelta(minutes=15)),
 )
 
 

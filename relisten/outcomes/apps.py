@@ -31,3 +31,6 @@ class OutcomesConfig(AppConfig):
     def ready(self) -> None:
         post_migrate.connect(_load_builtin_instruments, sender=self,
                              dispatch_uid="relisten.outcomes.load_builtin_instruments")
+        from relisten.outcomes import signals  # SCHEDULE: re-plan dues on session changes
+
+        signals.connect()

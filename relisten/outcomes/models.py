@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 
 from relisten.accounts.models import Clinic
-from relisten.clients.models import Episode, TherapySession
+from relisten.clients.models import Client, Episode, TherapySession
 
 
 class Instrument(models.Model):
@@ -211,3 +211,20 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"alert {self.public_id}"
+
+
+# ---- SCHEDULE: how questionnaires reach the client, and their opt-out ----------------------
+
+class QuestionnaireContact(models.Model):
+    """Where reminder emails go (else the client's portal sign-in email), and whether the client
+    asked to stop. Opting out stops every reminder and cancels what is still due."""
+
+    client = models.OneToOneField(Client, on_delete=models.CASCADE,
+                                  related_name="questionnaire_contact")
+    email = models.EmailField(blank=True)
+    opted_out_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"questionnaire contact for client {self.client_id}"
+# ---- end SCHEDULE ----

@@ -1,0 +1,35 @@
+"""Routes of the outcomes app (namespace `outcomes`), shared by several owners.
+
+Each owner adds routes only inside their own block below.
+"""
+
+from django.urls import path
+
+from relisten.outcomes import (
+    answer,  # ANSWER
+    plans,  # SCHEDULE
+)
+
+app_name = "outcomes"
+urlpatterns = [
+    # ---- SCHEDULE (measurement plans, response rates, opt-out) ----
+    path("outcomes/plan/", plans.clinic_plan, name="clinic_plan"),
+    path("episodes/<uuid:episode_id>/outcomes/plan/", plans.episode_plan, name="episode_plan"),
+    path("outcomes/response-rates/", plans.response_rates, name="response_rates"),
+    path("q/<str:token>/stop/", plans.opt_out_by_link, name="opt_out_link"),
+    path("me/<uuid:record_id>/questionnaires/stop/", plans.opt_out_portal,
+         name="opt_out_portal"),
+    # ---- end SCHEDULE ----
+
+    # ---- ANSWER (client's answer form by link and portal, alerts, charts) ----
+    path("q/thanks/", answer.thanks, name="thanks"),
+    path("q/<str:token>/", answer.link_answer, name="link_answer"),
+    path("q/<str:token>/draft/", answer.link_draft, name="link_draft"),
+    path("me/<uuid:record_id>/questionnaires/<uuid:due_id>/", answer.portal_answer,
+         name="portal_answer"),
+    path("me/<uuid:record_id>/questionnaires/<uuid:due_id>/draft/", answer.portal_draft,
+         name="portal_draft"),
+    path("outcomes/alerts/<uuid:alert_id>/", answer.alert_page, name="alert"),
+    path("outcomes/caseload/", answer.caseload, name="caseload"),
+    # ---- end ANSWER ----
+]
