@@ -179,6 +179,24 @@ def test_client_answers_in_the_portal_and_others_cannot(cast: Cast, signed_in: S
                                        args=[cast.client_a.public_id])).content.decode()
 
 
+def test_every_questionnaire_page_says_how_to_stop_being_asked(
+    cast: Cast, signed_in: SignedIn
+) -> None:
+    due = make_due(episode_of(cast))
+    token = issue_link(due)
+    by_link = HttpClient().get(f"/q/{token}/").content.decode()
+    stop = reverse("outcomes:opt_out_link", kwargs={"token": token})
+    assert f'href="{stop}"' in by_link
+    assert HttpClient().get(stop).status_code == 200  # the page it leads to exists
+    cora = signed_in(cast.client_user_a)
+    portal_stop = reverse("outcomes:opt_out_portal", args=[cast.client_a.public_id])
+    in_portal = cora.get(reverse("outcomes:portal_answer",
+                                 args=[cast.client_a.public_id, due.public_id])).content.decode()
+    assert f'href="{portal_stop}"' in in_portal
+    record = cora.get(reverse("portal:record", args=[cast.client_a.public_id])).content.decode()
+    assert f'href="{portal_stop}"' in record
+
+
 # ---- alerts ----------------------------------------------------------------------------------
 
 def test_item_9_raises_an_alert_and_emails_the_therapist_without_answers(

@@ -54,12 +54,18 @@ def _render_form(
     request: HttpRequest, due: Due, form: Questionnaire, answers: Mapping[str, Any],
     *, draft_url: str, error: Incomplete | None = None, status: int = 200,
 ) -> HttpResponse:
+    # Every questionnaire page says how to stop being asked (the client's choice, any time).
+    if due.links.exists() and not request.user.is_authenticated:
+        stop_url = request.path.rstrip("/") + "/stop/"  # /q/<token>/ → /q/<token>/stop/
+    else:
+        stop_url = reverse("outcomes:opt_out_portal",
+                           kwargs={"record_id": due.episode.client.public_id})
     chosen = {key: str(value) for key, value in answers.items() if value not in (None, "")}
     return render(request, "outcomes/answer.html", {
         "due": due, "form": form, "draft_url": draft_url, "error": error,
         "rows": [{"item": item, "chosen": chosen.get(item.link_id, "")} for item in form.items],
         "answered": sum(1 for item in form.items if item.link_id in chosen),
-        "clinic": due.episode.client.clinic,
+        "clinic": due.episode.client.clinic, "stop_url": stop_url,
     }, status=status)
 
 
