@@ -828,3 +828,54 @@ def get_outcome_alert_for_user(user: User, raw_id: Any, act: Act = Act.VIEW) -> 
     chosen = outcome_alerts_for_user(user, act) if act is not Act.VIEW else view
     return _get_visible(user, view, chosen, raw_id, "outcome_alert")
 # ---- end outcome monitoring answers and alerts ----
+
+
+# ---- outcome monitoring: FHIR export and import (issue 7, FHIRWEB) ---------------------------
+# A response's FHIR export follows the episode like its chart (therapist and supervisor);
+# importing writes to the record, so it takes Act.TREAT on the episode (get_episode_for_user).
+
+def get_outcome_response_for_user(user: User, raw_id: Any) -> Any:
+    view = outcome_responses_for_user(user).select_related("episode__client__clinic",
+                                                           "instrument")
+    return _get_visible(user, view, view, raw_id, "outcome_response")
+# ---- end outcome monitoring FHIR ----
+
+
+# ---- outcome instruments (issue 7, INSTRUMENTS) ----------------------------------------------
+# A questionnaire definition holds no clinical content. Built-in ones (clinic NULL: PHQ-9,
+# GAD-7) are shown to every clinic's clinical staff and admins; a clinic's own only to that
+# clinic's staff (404 for everyone else). Only the clinic's admins import questionnaires.
+
+INSTRUMENT_VIEW_ROLES = CLINICAL_ROLES | {Role.ADMIN}
+
+
+def instrument_clinics(user: User) -> QuerySet[Clinic]:
+    """Clinics whose own questionnaires this user may see."""
+    if not user.is_authenticated:
+        return Clinic.objects.none()
+    return _role_clinics(user, INSTRUMENT_VIEW_ROLES)
+
+
+def instrument_import_clinics(user: User) -> QuerySet[Clinic]:
+    """Clinics this user may add questionnaires to: where they are an admin."""
+    return admin_clinics(user)
+
+
+def instruments_for_user(user: User) -> QuerySet[Any]:
+    """Every instrument version this user may see: built-in ones and their clinics' own."""
+    from relisten.outcomes.models import Instrument
+
+    clinics = instrument_clinics(user)
+    if not clinics.exists():
+        return Instrument.objects.none()
+    return Instrument.objects.filter(Q(clinic__isnull=True) | Q(clinic__in=clinics))
+
+
+def get_instrument_for_user(user: User, raw_id: Any) -> Any:
+    public_id = _parse_id(raw_id)
+    instrument = (instruments_for_user(user).filter(public_id=public_id)
+                  .select_related("clinic").first() if public_id else None)
+    if instrument is None:
+        raise _deny(user, "instrument", raw_id)
+    return instrument
+# ---- end outcome instruments ----

@@ -847,10 +847,89 @@ def _outcome_answer_rows() -> list[Row]:
 # ---- end outcomes answering ----
 
 
+# ---- outcomes: FHIR export and import (issue 7, FHIRWEB) ----
+
+GAD7_ITEMS = ("69725-0", "68509-9", "69733-4", "69734-2", "69735-9", "69689-8", "69736-7")
+GAD7_QR = {"resourceType": "QuestionnaireResponse", "status": "completed",
+           "questionnaire": "http://loinc.org/q/69737-5", "authored": "2026-01-05T10:00:00Z",
+           "item": [{"linkId": link_id, "answer": [{"valueInteger": 1}]}
+                    for link_id in GAD7_ITEMS]}
+
+
+def _response(cast: Cast, which: str) -> dict[str, Any]:
+    """A stored PHQ-9 response of Cora's or Colin's (rows only, made in the row's savepoint)."""
+    from relisten.outcomes.models import Response
+
+    due = _due(cast, which)
+    response, _ = Response.objects.get_or_create(
+        due=due, defaults={"episode": due.episode, "instrument": due.instrument,
+                           "time_point": "intake", "source": "link", "total": 0,
+                           "band": "Minimal", "answered_at": dt.datetime.now(dt.UTC)})
+    for link_id in PHQ9_ITEMS:
+        response.items.get_or_create(link_id=link_id, defaults={"value": 0})
+    return {"response_id": response.public_id}
+
+
+def _outcome_fhir_rows() -> list[Row]:
+    """Downloads follow the episode (therapist and supervisor); importing answers changes the
+    record, so only the treating therapist (the supervisor sees the page but is refused)."""
+    import json
+
+    return [
+        Row("outcomes:response_fhir", "cora", _pick(_response, "a"), A_VIEW),
+        Row("outcomes:response_fhir", "colin", _pick(_response, "b"), B_VIEW),
+        Row("outcomes:episode_fhir", "cora", _pick(_episode, "a"), A_VIEW),
+        Row("outcomes:episode_fhir", "colin", _pick(_episode, "b"), B_VIEW),
+        Row("outcomes:fhir_import", "cora", _pick(_episode, "a"), A_TREAT),
+        Row("outcomes:fhir_import", "colin", _pick(_episode, "b"), B_TREAT),
+        Row("outcomes:fhir_import", "cora", _pick(_episode, "a"), A_TREAT_POST, method="POST",
+            data=lambda c: {"text": json.dumps(GAD7_QR), "time_point": "intake"}),
+    ]
+
+# ---- end outcomes FHIR ----
+
+
+# ---- outcomes: questionnaire definitions (issue 7, INSTRUMENTS) ----
+
+def _builtin_instrument(cast: Cast) -> dict[str, Any]:
+    from relisten.outcomes.builtin import load_builtin_instruments
+    from relisten.outcomes.models import Instrument
+
+    load_builtin_instruments()
+    found = Instrument.objects.filter(clinic=None, code="phq-9").order_by("-version").first()
+    assert found is not None
+    return {"instrument_id": found.public_id}
+
+
+def _clinic_instrument(cast: Cast) -> dict[str, Any]:
+    """The demo clinic's own questionnaire, imported inside the row's savepoint."""
+    from relisten.outcomes.actions import import_instrument
+    from tests.test_outcome_instruments import small_questionnaire
+
+    result = import_instrument(actor=cast.admin, clinic=cast.clinic,
+                               questionnaire=small_questionnaire(), scoring=None)
+    return {"instrument_id": result.instrument.public_id}
+
+
+def _outcome_instrument_rows() -> list[Row]:
+    # Definitions hold no clinical content: built-in ones for every clinic's clinical staff and
+    # admins (not researchers or clients); a clinic's own for its staff only, 404 elsewhere.
+    staff = ("therapist_a", "therapist_b", "supervisor", "trainee", "admin")
+    return [
+        Row("outcomes:instrument", "builtin-phq-9", _builtin_instrument,
+            expect({**dict.fromkeys(staff, 200), "other_clinic_therapist": 200})),
+        Row("outcomes:instrument", "demo-clinic", _clinic_instrument,
+            expect(dict.fromkeys(staff, 200))),
+    ]
+
+# ---- end outcomes questionnaire definitions ----
+
+
 ROWS = (_clinical_rows() + _admin_rows() + _portal_rows() + _api_rows() + _recording_rows()
         + _transcript_rows() + _sharing_rows() + _comment_rows() + _supervision_rows()
         + _rating_rows() + _scale_rows() + _report_rows()
-        + _outcome_schedule_rows() + _outcome_answer_rows())
+        + _outcome_schedule_rows() + _outcome_answer_rows()
+        + _outcome_fhir_rows() + _outcome_instrument_rows())
 
 
 def _row_id(row: Row) -> str:

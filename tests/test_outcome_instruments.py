@@ -19,6 +19,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import QuerySet
 from django.test import Client as HttpClient
 from django.urls import reverse
+from django.utils import timezone
 
 from relisten.accounts.models import Clinic, User
 from relisten.audit.labels import EVENT_LABELS, TARGET_LABELS
@@ -129,6 +130,20 @@ def test_admin_imports_the_stanford_gad7_file(builtins: Cast, signed_in: SignedI
     assert "More than half the days" in page
     assert "15–21" in page and "Severe" in page  # the bands from the scoring rules
     assert "a total of 8 or more" in page
+    # A client can answer it: its answer codes (e.g. "More than half the days", 23 characters)
+    # fit the stored columns, on PostgreSQL too (the suite runs there as well).
+    from relisten.outcomes.actions import submit_answers
+    from relisten.outcomes.models import Due, Source, TimePoint
+    from relisten.outcomes.questionnaire import questionnaire_of
+
+    form = questionnaire_of(instrument)
+    due = Due.objects.create(episode=cast.client_a.episodes.get(), instrument=instrument,
+                             time_point=TimePoint.INTAKE, due_at=timezone.now())
+    answered = submit_answers(due=due, source=Source.PORTAL, actor=None,
+                              answers={item.link_id: 2 for item in form.items})
+    assert answered.total == 14
+    assert set(answered.items.values_list("answer_code", flat=True)) >= {
+        "More than half the days"} or answered.items.count() == 7
 
 
 def test_import_shows_items_in_list_detail_and_the_clinic_schedule(

@@ -77,6 +77,11 @@ EVENT_LABELS = {
     "questionnaire.answered": "Answered a questionnaire",
     "outcome_alert.raised": "Raised a questionnaire alert for the therapist",
     "outcome_alert.acknowledged": "Acknowledged a questionnaire alert",
+    # A clinic's own questionnaires (outcomes, INSTRUMENTS)
+    "instrument.imported": "Imported a questionnaire for the clinic",
+    # FHIR export and import of questionnaire answers (outcomes, FHIRWEB)
+    "outcomes.exported": "Downloaded questionnaire answers (FHIR)",
+    "questionnaire.imported": "Imported questionnaire answers (FHIR)",
 }
 
 TARGET_LABELS = {
@@ -96,6 +101,7 @@ TARGET_LABELS = {
     "measurementplan": "questionnaire schedule",  # outcomes (SCHEDULE)
     "response": "questionnaire answers",  # outcomes (ANSWER)
     "alert": "questionnaire alert",  # outcomes (ANSWER)
+    "instrument": "questionnaire definition",  # outcomes (INSTRUMENTS)
 }
 
 

@@ -261,3 +261,104 @@ def acknowledge_alert(*, actor: User, alert: Alert) -> Alert:
     return locked
 
 # ---- end ANSWER ----
+
+
+# ---- FHIRWEB (importing a FHIR QuestionnaireResponse) ----
+
+class DuplicateImport(Exception):
+    """The episode already holds this instrument's answers from that very moment."""
+
+
+def import_response(
+    *, actor: User, episode: Episode, instrument: Instrument, answers: Mapping[str, int],
+    answered_at: dt.datetime, time_point: str, alert_url: AlertUrl | None = None,
+) -> Response:
+    """Store answers given elsewhere (a FHIR QuestionnaireResponse) as a response of this
+    episode, answered when the other system says, with the same scoring and alerts as any
+    answer. Missing items raise Incomplete before anything is written."""
+    form = questionnaire_of(instrument)
+    scored = form.score(answers)
+    with transaction.atomic():
+        if Response.objects.filter(episode=episode, instrument=instrument,
+                                   answered_at=answered_at).exists():
+            raise DuplicateImport
+        response = Response.objects.create(
+            episode=episode, instrument=instrument, due=None, time_point=time_point,
+            answered_at=answered_at, source=Source.IMPORT, total=scored.total,
+            band=scored.band, entered_by=actor,
+        )
+        ItemAnswer.objects.bulk_create([
+            ItemAnswer(response=response, link_id=item.link_id, code=item.code,
+                       answer_code=item.answer_code(scored.values[item.link_id]),
+                       value=scored.values[item.link_id])
+            for item in form.items
+        ])
+        client = episode.client
+        record_event(actor=actor, event_type="questionnaire.imported", target=response,
+                     client=client, clinic=client.clinic,
+                     changes={"instrument": instrument.code, "time_point": time_point,
+                              "source": str(Source.IMPORT)})
+        raise_alerts(response, scored.risk_items, alert_url=alert_url)
+    return response
+
+# ---- end FHIRWEB ----
+
+
+# ---- INSTRUMENTS (a clinic's own questionnaires, imported as FHIR) ----
+
+class InstrumentRefused(ValueError):
+    """A valid questionnaire that cannot be saved for this clinic; the message says why."""
+
+
+@dataclass(frozen=True)
+class InstrumentImport:
+    instrument: Instrument
+    created: bool  # False: the same document as the latest version, nothing saved
+    plans_updated: int = 0  # schedules that asked for the previous version
+
+
+def import_instrument(*, actor: User, clinic: Clinic, questionnaire: Mapping[str, Any],
+                      scoring: Mapping[str, Any] | None) -> InstrumentImport:
+    """Save a FHIR Questionnaire (and its scoring rules) as the clinic's own instrument.
+
+    Validated with the one loader first (InstrumentError lists every problem; nothing is
+    saved). A new code becomes version 1; the code of one of the clinic's instruments becomes
+    its next version, which replaces the previous one in the clinic's schedules (earlier
+    answers keep the version they were given); the same document again saves nothing.
+    """
+    from relisten.lib.outcomes.instruments import load_questionnaire
+
+    defn = load_questionnaire(questionnaire, scoring)
+    if Instrument.objects.filter(clinic=None, code=defn.code).exists():
+        raise InstrumentRefused(
+            f"“{defn.code}” is the code of a questionnaire built into Relisten. Give yours "
+            f"another id in the document (or in the code box), for example “{defn.code}-own”.")
+    stored_scoring = dict(scoring) if scoring is not None else {}
+    with transaction.atomic():
+        versions = list(Instrument.objects.select_for_update()
+                        .filter(clinic=clinic, code=defn.code).order_by("-version"))
+        latest = versions[0] if versions else None
+        if (latest is not None and latest.questionnaire == questionnaire
+                and latest.scoring == stored_scoring):
+            return InstrumentImport(latest, created=False)
+        instrument = Instrument.objects.create(
+            clinic=clinic, code=defn.code, version=latest.version + 1 if latest else 1,
+            name=defn.name[:200], loinc_panel=defn.loinc_panel[:20],
+            loinc_total=defn.loinc_total[:20], questionnaire=dict(questionnaire),
+            scoring=stored_scoring, copyright=defn.copyright, active=True)
+        plans_updated = 0
+        if versions:
+            Instrument.objects.filter(pk__in=[v.pk for v in versions]).update(active=False)
+            plans = MeasurementPlan.objects.filter(
+                clinic=clinic, instruments__in=versions).distinct()
+            for plan in plans:
+                plan.instruments.remove(*versions)
+                plan.instruments.add(instrument)
+                plans_updated += 1
+        record_event(actor=actor, event_type="instrument.imported", target=instrument,
+                     clinic=clinic,
+                     changes={"code": defn.code, "version": instrument.version,
+                              "items": len(defn.items), "plans_updated": plans_updated})
+    return InstrumentImport(instrument, created=True, plans_updated=plans_updated)
+
+# ---- end INSTRUMENTS ----

@@ -170,9 +170,10 @@ class Response(models.Model):
 
 class ItemAnswer(models.Model):
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="items")
-    link_id = models.CharField(max_length=60)
-    code = models.CharField(max_length=20, blank=True, help_text="the item's LOINC code")
-    answer_code = models.CharField(max_length=20, blank=True,
+    link_id = models.CharField(max_length=100)
+    # Wide enough for imported questionnaires, whose codes are not always LOINC's short ones.
+    code = models.CharField(max_length=100, blank=True, help_text="the item's LOINC code")
+    answer_code = models.CharField(max_length=100, blank=True,
                                    help_text="LOINC answer, e.g. LA6568-5")
     value = models.IntegerField()
 

@@ -7,6 +7,8 @@ from django.urls import path
 
 from relisten.outcomes import (
     answer,  # ANSWER
+    fhir_views,  # FHIRWEB
+    instrument_views,  # INSTRUMENTS
     plans,  # SCHEDULE
 )
 
@@ -32,4 +34,21 @@ urlpatterns = [
     path("outcomes/alerts/<uuid:alert_id>/", answer.alert_page, name="alert"),
     path("outcomes/caseload/", answer.caseload, name="caseload"),
     # ---- end ANSWER ----
+
+    # ---- INSTRUMENTS (questionnaire definitions: list, detail, import) ----
+    path("outcomes/instruments/", instrument_views.instrument_list, name="instruments"),
+    path("outcomes/instruments/import/", instrument_views.instrument_import,
+         name="instrument_import"),
+    path("outcomes/instruments/<uuid:instrument_id>/", instrument_views.instrument_detail,
+         name="instrument"),
+    # ---- end INSTRUMENTS ----
+
+    # ---- FHIRWEB (FHIR export of answers, import of a QuestionnaireResponse) ----
+    path("outcomes/responses/<uuid:response_id>/fhir.json", fhir_views.response_fhir,
+         name="response_fhir"),
+    path("episodes/<uuid:episode_id>/outcomes/fhir.json", fhir_views.episode_fhir,
+         name="episode_fhir"),
+    path("episodes/<uuid:episode_id>/outcomes/import/", fhir_views.fhir_import,
+         name="fhir_import"),
+    # ---- end FHIRWEB ----
 ]
