@@ -37,6 +37,14 @@ def outcome_trajectories(episode: Episode) -> dict[str, Any]:
     return {"charts": trajectories_for_episode(episode)}
 
 
+@register.inclusion_tag("outcomes/_course.html")
+def outcome_course(episode: Episode) -> dict[str, Any]:
+    """Change at the end of treatment and each follow-up; `episode` already access-checked."""
+    from relisten.outcomes.course import course_for_episode
+
+    return {"course": course_for_episode(episode)}
+
+
 @register.inclusion_tag("outcomes/_portal_questionnaires.html")
 def portal_questionnaires(user: User, client: Client) -> dict[str, Any]:
     dues = (access.own_dues(user, client).filter(due_at__lte=timezone.now())
