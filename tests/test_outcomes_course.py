@@ -56,3 +56,22 @@ def test_episode_page_shows_the_course(cast: Cast, signed_in: Any) -> None:
     assert "Change at the end of treatment and after" in page
     assert "Reliable recovery" in page  # 16 → 9: below the line, 7 points better
     assert "3-month follow-up" in page and "No reliable change" in page  # 16 → 17
+
+
+def test_one_due_per_time_point_on_every_database(cast: Cast) -> None:
+    """The uniqueness the scheduler's idempotence leans on holds on SQLite too (two partial
+    constraints; SQLite ignores nulls_distinct)."""
+    from django.db import IntegrityError, transaction
+
+    from relisten.outcomes.models import Due
+
+    episode = cast.client_a.episodes.get()
+    phq9 = Instrument.objects.get(clinic=None, code="phq-9", active=True)
+    session = episode.sessions.first()
+    for extra in ({}, {"session": session}):
+        Due.objects.create(episode=episode, instrument=phq9, time_point=TimePoint.INTAKE
+                           if not extra else TimePoint.SESSION, due_at=timezone.now(), **extra)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Due.objects.create(episode=episode, instrument=phq9, time_point=TimePoint.INTAKE
+                               if not extra else TimePoint.SESSION, due_at=timezone.now(),
+                               **extra)

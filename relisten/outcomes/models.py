@@ -113,8 +113,13 @@ class Due(models.Model):
     class Meta:
         ordering = ["due_at"]
         constraints = [
+            # Two partial constraints rather than nulls_distinct=False, which SQLite ignores.
             models.UniqueConstraint(fields=["episode", "instrument", "time_point", "session"],
-                                    name="one_due_per_point", nulls_distinct=False),
+                                    condition=models.Q(session__isnull=False),
+                                    name="one_due_per_session_point"),
+            models.UniqueConstraint(fields=["episode", "instrument", "time_point"],
+                                    condition=models.Q(session__isnull=True),
+                                    name="one_due_per_point"),
         ]
 
     def __str__(self) -> str:

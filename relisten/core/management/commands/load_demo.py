@@ -25,7 +25,9 @@ class Command(BaseCommand):
             self.stdout.write("Loaded the demo clinic; transcribing its recorded session…")
             add_demo_recording(cast)
             add_demo_outcomes(cast)
-            self.stdout.write("Done: Cora Client's session 1 is recorded and transcribed.")
+            self.stdout.write("Done: Cora Client's session 1 is recorded, transcribed, commented "
+                              "and rated; Tara's sessions are rated; four clients have "
+                              "questionnaire histories.")
         rows = [(name, username, ", ".join(str(r.label) for r in roles))
                 for _, username, name, roles in STAFF]
         rows += [("Cora Client", "cora.client", "Client of Tess"),
