@@ -14,11 +14,11 @@ from ninja import NinjaAPI, Schema
 from ninja.security import django_auth
 
 from relisten import access
-from relisten.accounts.models import User
 from relisten.audit.log import record_read
 from relisten.consent.policy import current_status
 from relisten.transcripts.models import RunState, Transcript
 from relisten.transcripts.views import ACTIVE_STATES, audit_status_look, latest_run
+from relisten.web import signed_in_user as _user
 
 api = NinjaAPI(title="Relisten API", version="1", urls_namespace="api", auth=django_auth)
 
@@ -46,10 +46,6 @@ class SessionOut(Schema):
     attendance: str
     modality: str
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 @api.get("/clients/{uuid:client_id}", response=ClientOut)

@@ -33,6 +33,7 @@ from relisten.audit.log import record_event_now
 from relisten.clients.actions import set_clinic_sharing_default
 from relisten.consent.actions import publish_consent_text
 from relisten.consent.models import ConsentText, Purpose
+from relisten.web import signed_in_user as _user
 
 _NEW_CODES_SESSION_KEY = "relisten_new_recovery_codes"
 
@@ -92,10 +93,6 @@ def sign_out(request: HttpRequest) -> HttpResponse:
         messages.info(request, "You are signed out.")
     return redirect("accounts:login")
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def _safe_next(request: HttpRequest) -> str:

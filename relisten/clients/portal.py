@@ -20,13 +20,10 @@ from relisten.recordings.models import Recording
 from relisten.review.models import Comment, Scope
 from relisten.transcripts.models import RunState, Transcript, TranscriptRun
 from relisten.transcripts.search import clock
+from relisten.web import signed_in_user as _user
 
 NOTES_SHOWN = 20
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def duration_label(seconds: float | None) -> str:

@@ -31,11 +31,7 @@ from relisten.recordings.capture import capture_context
 from relisten.recordings.models import Recording
 from relisten.review.workspace import session_page_address, workspace_context
 from relisten.supervision.views import signoff_context
-
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
+from relisten.web import signed_in_user as _user
 
 
 def _opened_form(request: HttpRequest, user: User, client: Client, target: Model) -> None:

@@ -10,21 +10,17 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from relisten import access
 from relisten.access import Act
-from relisten.accounts.models import User
 from relisten.audit.log import record_read
 from relisten.clients.models import Client
 from relisten.consent import actions
 from relisten.consent.forms import AttestForm, ClientDecisionForm, encode_versions
 from relisten.consent.models import ConsentDecision, ConsentText, Method, Purpose
 from relisten.consent.policy import current_status, current_text
+from relisten.web import signed_in_user as _user
 
 STALE_MESSAGE = ("The wording of this consent has just changed. Please read it again before "
                  "deciding; nothing was saved.")
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def _texts(client: Client) -> dict[str, ConsentText]:

@@ -48,15 +48,12 @@ from relisten.lib.stats.bands import (
     icc_band,
     kappa_band,
 )
+from relisten.web import signed_in_user as _user
 
 MAX_RATINGS = 5000  # the most recent finished ratings a report reads
 MAX_SESSIONS_LISTED = 200  # rows in a report's session table
 PERIODS = {"month": "Month", "quarter": "Quarter"}
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 # ---- reading the ratings ----------------------------------------------------------------------

@@ -24,7 +24,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from relisten import access
@@ -37,6 +36,9 @@ from relisten.recordings.models import Recording
 from relisten.review.comments import parse_time
 from relisten.review.models import Comment
 from relisten.transcripts.search import clock
+from relisten.web import same_site_next
+from relisten.web import signed_in_user as _user
+from relisten.web import wants_fragment as _wants_fragment
 
 PANEL = "fidelity/_rating_panel.html"
 PAGE = "fidelity/rating_page.html"
@@ -316,24 +318,12 @@ def rating_context(
 
 # ---- the endpoints ---------------------------------------------------------------------------
 
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
-def _wants_fragment(request: HttpRequest) -> bool:
-    """rating.js (like htmx) sends HX-Request and takes the panel alone."""
-    return request.headers.get("HX-Request") == "true"
 
 
 def _back(request: HttpRequest, recording: Recording) -> str:
     """The page the person came from (this site only), else the recording's page."""
-    wanted = request.POST.get("next", "") or request.GET.get("next", "")
-    if wanted.startswith("/") and url_has_allowed_host_and_scheme(
-        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return wanted.split("#")[0]
-    return reverse("transcripts:page", kwargs={"recording_id": recording.public_id})
+    return same_site_next(
+        request, reverse("transcripts:page", kwargs={"recording_id": recording.public_id}))
 
 
 def _recording_of(rating: Rating) -> Recording:

@@ -39,15 +39,12 @@ from relisten.lib.fidelity.scale import (
     dump_scale,
     scale_from_definition,
 )
+from relisten.web import signed_in_user as _user
 
 MAX_UPLOAD_BYTES = 1_000_000
 CONTENT_TYPES = {"yaml": "application/yaml; charset=utf-8",
                  "json": "application/json; charset=utf-8"}
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def _require_scale_reader(user: User) -> None:

@@ -29,6 +29,7 @@ from relisten.clients.models import Episode
 from relisten.fidelity.chart import LineChart, Observation, line_chart
 from relisten.fidelity.models import RaterRole, Rating, RatingState, Scale
 from relisten.lib.fidelity.scale import ScaleDef, ScaleError, scale_from_definition
+from relisten.web import signed_in_user as _user
 
 # A page or file lists at most this many ratings (the most recent); years of weekly sessions
 # rated by two people stay well below it.
@@ -42,10 +43,6 @@ ROLE_WORDS = {
 }
 ROLE_ORDER = list(ROLE_WORDS)
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def scale_definition(scale: Scale) -> ScaleDef | None:

@@ -26,7 +26,6 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from relisten import access
 from relisten.access import Act
-from relisten.accounts.models import User
 from relisten.audit.log import record_event_now
 from relisten.clients.models import Client, Episode
 from relisten.lib.outcomes.fhir import (
@@ -40,16 +39,12 @@ from relisten.outcomes import actions
 from relisten.outcomes.builtin import definition_of
 from relisten.outcomes.models import Instrument, Response, TimePoint
 from relisten.outcomes.questionnaire import Incomplete
+from relisten.web import signed_in_user as _user
 
 FHIR_JSON = "application/fhir+json"
 MAX_IMPORT_BYTES = 1_000_000  # a QuestionnaireResponse is a few kilobytes
 HISTORY_LIMIT = 2000  # responses per download: years of weekly measures, still one request
 
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)
-    return user
 
 
 # ---- export ----------------------------------------------------------------------------------

@@ -34,13 +34,10 @@ from relisten.lib.outcomes.instruments import (
 )
 from relisten.outcomes import actions
 from relisten.outcomes.models import Instrument, MeasurementPlan
+from relisten.web import signed_in_user as _user
 
 MAX_UPLOAD_BYTES = 1_000_000
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def _require_reader(user: User) -> None:

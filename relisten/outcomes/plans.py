@@ -31,13 +31,7 @@ from relisten.outcomes.models import (
     TimePoint,
 )
 from relisten.outcomes.schedule import plan_for
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)
-    return user
-
+from relisten.web import signed_in_user as _user
 
 # ---- the plan form ---------------------------------------------------------------------------
 

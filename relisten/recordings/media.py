@@ -33,6 +33,7 @@ from relisten.lib.vault.stream import IntegrityError, StreamReader
 from relisten.recordings import vault
 from relisten.recordings.erasure import erase_recording
 from relisten.recordings.models import Recording
+from relisten.web import signed_in_user as _user
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +48,6 @@ UNREADABLE = (
     "administrator."
 )
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 # ---- Range (RFC 9110 §14) --------------------------------------------------------------------

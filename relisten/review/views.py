@@ -13,11 +13,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from relisten import access
-from relisten.accounts.models import User
 from relisten.audit.log import record_read
 from relisten.recordings.models import Recording
 from relisten.review import actions
@@ -29,29 +27,20 @@ from relisten.review.comments import (
     comments_context,
 )
 from relisten.review.models import Comment
+from relisten.web import same_site_next
+from relisten.web import signed_in_user as _user
+from relisten.web import wants_fragment as _wants_fragment
 
 PANEL = "review/_comments.html"
 PAGE = "review/comments_page.html"
 
 
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
-
-
-def _wants_fragment(request: HttpRequest) -> bool:
-    """htmx sends HX-Request; the panel's own script sends the same header."""
-    return request.headers.get("HX-Request") == "true"
 
 
 def _back(request: HttpRequest, recording: Recording) -> str:
     """Where the person came from (a page on this site only), else the recording's page."""
-    wanted = request.POST.get("next", "") or request.GET.get("next", "")
-    if wanted.startswith("/") and url_has_allowed_host_and_scheme(
-        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return wanted.split("#")[0]
-    return reverse("transcripts:page", kwargs={"recording_id": recording.public_id})
+    return same_site_next(
+        request, reverse("transcripts:page", kwargs={"recording_id": recording.public_id}))
 
 
 def _panel(request: HttpRequest, recording: Recording, *, status: int = 200,

@@ -24,13 +24,10 @@ from relisten.clients.models import TherapySession
 from relisten.consent.models import Purpose
 from relisten.supervision import actions
 from relisten.supervision.models import SessionSignOff
+from relisten.web import signed_in_user as _user
 
 NOTE_MAX = 4000
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 def _people_with(clinic: Clinic, roles: Iterable[str]) -> Any:

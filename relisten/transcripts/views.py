@@ -36,13 +36,10 @@ from relisten.review.workspace import workspace_context
 from relisten.transcripts import actions
 from relisten.transcripts.models import Segment, Transcript, TranscriptRun
 from relisten.transcripts.search import hit_transcripts, search_segments
+from relisten.web import signed_in_user as _user
 
 STATUS_POLL_WINDOW = dt.timedelta(minutes=15)
 
-
-def _user(request: HttpRequest) -> User:
-    assert isinstance(request.user, User)
-    return request.user
 
 
 # ---- the DB transcript as the framework-free type the exporters take --------------------------
