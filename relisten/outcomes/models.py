@@ -117,8 +117,10 @@ class Due(models.Model):
             models.UniqueConstraint(fields=["episode", "instrument", "time_point", "session"],
                                     condition=models.Q(session__isnull=False),
                                     name="one_due_per_session_point"),
+            # Intake, end and follow-ups: once per episode. (A session's due names its session.)
             models.UniqueConstraint(fields=["episode", "instrument", "time_point"],
-                                    condition=models.Q(session__isnull=True),
+                                    condition=models.Q(session__isnull=True)
+                                    & ~models.Q(time_point="session"),
                                     name="one_due_per_point"),
         ]
 
