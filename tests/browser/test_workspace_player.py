@@ -169,7 +169,9 @@ def test_transcript_and_controls_drive_the_player(
     track = page.locator("#timeline-track")
     box = track.bounding_box()
     assert box is not None
-    page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+    # Relative to the element at the moment of the click: following playback may scroll the
+    # page between measuring and clicking.
+    track.click(position={"x": box["width"] * 0.75, "y": box["height"] / 2})
     _wait_at(page, duration * 0.75, within=0.3)
     _seek(page, 2.0)
     track.focus()
